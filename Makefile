@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Rust dm-snapshot targets.
+#
+# Kbuild reads ./Kbuild when it builds the module (make -C <kernel> M=$PWD);
+# this Makefile only holds the project's commands:
+#
+#   make run              set up, build, boot and run the snapshot demo
+#   make check            every test against our module; ends "N passed, N failed"
+#   make check-reference  the same guest selftests against the C dm-snapshot.ko
+#   make kernel / module  build steps alone
+#   make host-test        the host unit tests of the kernel-independent logic
+
+ifneq ($(KERNELRELEASE),)
+include $(src)/Kbuild
+else
+
+.PHONY: run check check-reference kernel module host-test clean
+
+run:
+	@scripts/run.sh
+
+check:
+	@scripts/check.sh
+
+check-reference:
+	@DM_SNAP_IMPL=c scripts/check.sh
+
+kernel:
+	@scripts/build-kernel.sh
+
+module:
+	@scripts/build-module.sh
+
+host-test:
+	@cd host && cargo test
+
+clean:
+	@KDIR=$$(scripts/build-kernel.sh 2>/dev/null) && \
+		$(MAKE) -C "$$KDIR" M=$(CURDIR) clean || true
+	@rm -rf host/target
+
+endif

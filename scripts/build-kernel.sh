@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Unpack, patch, configure and build the Rust-enabled test kernel.
+#
+# The tree lives in $CACHE/linux-<key>, where <key> hashes the source tarball,
+# the config fragment(s) and the patch series. The overlay under rust/ is
+# copied into the tree file by file, only where the content changed, so make
+# rebuilds exactly what depends on it. A run with nothing changed does not
+# call make at all.
+#
+# Usage: build-kernel.sh [extra-fragment...]   (prints the tree's path)
+
+. "$(dirname "$0")/lib.sh"
+
+EXTRA_FRAGMENTS=("$@")
+for f in "${EXTRA_FRAGMENTS[@]}"; do FRAGMENT_KEY_EXTRA+=$(hash_files "$f"); done
+key=$(kernel_key)${FRAGMENT_KEY_EXTRA:+-$(echo "$FRAGMENT_KEY_EXTRA" | sha256sum | cut -c1-8)}
+KDIR=$CACHE/linux-$key
+
+[ -f "$KSRC_TARBALL" ] || die "$KSRC_TARBALL missing: run scripts/setup.sh"
+mkdir -p "$CACHE"
+
+if [ ! -f "$KDIR/.dm-snap-unpacked" ]; then
+	log "unpacking $(basename "$KSRC_TARBALL") into $KDIR"
+	rm -rf "$KDIR" "$KDIR.tmp"
+	mkdir -p "$KDIR.tmp"
+	tar -xJf "$KSRC_TARBALL" -C "$KDIR.tmp" --strip-components=1
+	for p in $(overlay_patches); do
+		log "applying $(basename "$p")"
+		patch -d "$KDIR.tmp" -p1 --quiet --forward < "$p" || die "patch $p failed"
+	done
+	touch "$KDIR.tmp/.dm-snap-unpacked"
+	mv "$KDIR.tmp" "$KDIR"
+	# Keep the three newest trees; the rest are stale.
+	ls -dt "$CACHE"/linux-*/ 2>/dev/null | grep -v -- '-dbg' | tail -n +4 | xargs -r rm -rf
+fi
+
+# Sync the overlay: copy only what differs, so mtimes of unchanged files stay.
+changed=0
+while read -r f; do
+	[ -n "$f" ] || continue
+	if ! cmp -s "$TOP/$f" "$KDIR/$f"; then
+		mkdir -p "$(dirname "$KDIR/$f")"
+		cp "$TOP/$f" "$KDIR/$f"
+		changed=1
+	fi
+done < <(overlay_files)
+
+if [ ! -f "$KDIR/.config" ] || [ ! -f "$KDIR/.dm-snap-configured" ]; then
+	log "configuring: tinyconfig + $(basename "$FRAGMENT") ${EXTRA_FRAGMENTS[*]}"
+	make_kernel tinyconfig >/dev/null
+	(cd "$KDIR" && scripts/kconfig/merge_config.sh -m .config "$FRAGMENT" "${EXTRA_FRAGMENTS[@]}" >/dev/null)
+	make_kernel olddefconfig >/dev/null
+	# Fail loudly if a wanted option did not survive (missing dependency).
+	missing=0
+	for f in "$FRAGMENT" "${EXTRA_FRAGMENTS[@]}"; do
+		while read -r line; do
+			case "$line" in
+			CONFIG_*=*)
+				grep -qx -- "$line" "$KDIR/.config" ||
+					{ log "config: wanted $line, got: $(grep -E "^(# )?${line%%=*}[= ]" "$KDIR/.config" || echo unset)"; missing=1; } ;;
+			esac
+		done < "$f"
+	done
+	[ $missing = 0 ] || die "config fragment not satisfied (is Rust available? see 'make rustavailable')"
+	touch "$KDIR/.dm-snap-configured"
+fi
+
+stamp=$(hash_files "$KDIR/.config" $(overlay_files | sed "s|^|$TOP/|"))
+if [ $changed = 0 ] && [ -f "$KDIR/arch/x86/boot/bzImage" ] && [ "$(cat "$KDIR/.dm-snap-built" 2>/dev/null)" = "$stamp" ]; then
+	log "kernel up to date: $KDIR"
+else
+	log "building kernel in $KDIR (log: $KDIR/build.log)"
+	if ! make_kernel bzImage modules > "$KDIR/build.log" 2>&1; then
+		grep -E 'error|Error' -A5 "$KDIR/build.log" | head -60 >&2
+		die "kernel build failed"
+	fi
+	echo "$stamp" > "$KDIR/.dm-snap-built"
+	log "kernel built"
+fi
+echo "$KDIR"

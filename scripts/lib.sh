@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-2.0
+# Common settings for the build, boot and test scripts. Sourced, not run.
+
+set -euo pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Caches live outside the repository.
+# Not under /var or /tmp: virtme-ng hides those from the guest behind tmpfs.
+CACHE=${DM_SNAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dm-snap-rs}
+KSRC_TARBALL=${KSRC_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
+FRAGMENT=$TOP/kernel/configs/dm_snap_rs.config
+
+# The Debian Rust toolchain has the library sources the kernel needs;
+# the rustup one first on PATH does not.
+export RUSTC=${RUSTC:-/usr/bin/rustc}
+export RUSTDOC=${RUSTDOC:-/usr/bin/rustdoc}
+export RUSTFMT=${RUSTFMT:-/usr/bin/rustfmt}
+export CLIPPY_DRIVER=${CLIPPY_DRIVER:-/usr/bin/clippy-driver}
+export RUST_LIB_SRC=${RUST_LIB_SRC:-$(ls -d /usr/src/rustc-*/library 2>/dev/null | sort -V | tail -n1)}
+export BINDGEN=${BINDGEN:-$HOME/.cargo/bin/bindgen}
+# bindgen 0.69.5 must use libclang 14.
+export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
+export PATH=$HOME/.cargo/bin:$PATH
+
+JOBS=${JOBS:-$(nproc)}
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Short hash of the given files' contents (and names).
+hash_files() {
+	local f
+	for f in "$@"; do
+		printf '%s\n' "${f#"$TOP"/}"
+		cat "$f"
+	done | sha256sum | cut -c1-16
+}
+
+# Everything that keys the kernel build tree: source tarball, config fragment
+# and the patch series (the overlay files themselves are synced into the tree
+# and rebuilt incrementally by make).
+kernel_key() {
+	local src
+	src=$(sha256sum "$KSRC_TARBALL" | cut -c1-16)
+	echo "$src-$(hash_files "$FRAGMENT" $(overlay_patches))"
+}
+
+overlay_patches() { ls "$TOP"/patches/*.patch 2>/dev/null | sort || true; }
+overlay_files() {
+	(cd "$TOP" && find rust/kernel rust/helpers -type f 2>/dev/null | sort)
+}
+
+# Points at the current kernel tree (source + in-tree build).
+kernel_dir() { echo "$CACHE/linux-$(kernel_key)"; }
+
+make_kernel() {
+	make -C "$KDIR" -j"$JOBS" LLVM= RUSTC="$RUSTC" RUSTDOC="$RUSTDOC" \
+		RUSTFMT="$RUSTFMT" CLIPPY_DRIVER="$CLIPPY_DRIVER" BINDGEN="$BINDGEN" \
+		RUST_LIB_SRC="$RUST_LIB_SRC" "$@"
+}
+
+# Kernel log lines that fail a run: warnings, BUGs, oopses, lockdep reports,
+# hung tasks, KASAN/UBSAN/kmemleak reports, panics and stalls.
+SPLAT_RE='WARNING:|BUG:|Oops|general protection fault|Kernel panic|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|blocked for more than|KASAN|UBSAN|unreferenced object|soft lockup|hard LOCKUP|rcu_.*detected stall'
+
+# scan_console FILE: print splats found in a guest console log; fail if any.
+scan_console() {
+	local hits
+	hits=$(grep -aE "$SPLAT_RE" "$1" | head -n 20) || true
+	if [ -n "$hits" ]; then
+		log "kernel log of the guest shows a splat ($1):"
+		printf '%s\n' "$hits" >&2
+		grep -aE -A 25 "$SPLAT_RE" "$1" | head -n 80 >&2
+		return 1
+	fi
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot the test kernel under QEMU with virtme-ng (the host's root over 9p,
+# so the guest has the host's dmsetup, lvm2 and fio) and run one command.
+#
+# Usage: vm-run.sh [-t SECS] [-d DISK]... [-c CPUS] [-o OUTDIR] KDIR -- CMD...
+#
+# The command's stdout goes to OUTDIR/stdout, the guest console (kernel log)
+# to OUTDIR/console. Past the time limit the guest is killed and the script
+# exits 124. Afterwards the console is scanned for kernel splats; any found
+# are printed and the script exits 125. Otherwise it exits with the
+# command's status.
+
+. "$(dirname "$0")/lib.sh"
+
+limit=300 cpus=2 mem=2G out=
+disks=()
+while getopts "t:d:c:m:o:" opt; do
+	case $opt in
+	t) limit=$OPTARG ;;
+	d) disks+=(--disk "$OPTARG") ;;
+	c) cpus=$OPTARG ;;
+	m) mem=$OPTARG ;;
+	o) out=$OPTARG ;;
+	*) die "usage: vm-run.sh [-t secs] [-d disk] [-c cpus] [-m mem] [-o outdir] KDIR -- CMD" ;;
+	esac
+done
+shift $((OPTIND - 1))
+kdir=$1
+shift
+[ "${1:-}" = "--" ] && shift
+out=${out:-$(mktemp -d /tmp/dm-snap-vm.XXXXXX)}
+mkdir -p "$out"
+
+# KVM only where the CPU can do it; TCG otherwise (KVM hangs without vmx/svm).
+accel=(--disable-kvm)
+if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then
+	accel=()
+fi
+
+# setsid + kill of the whole group: vng forks QEMU, which must die with it.
+rc=0
+setsid timeout --kill-after=10 "$limit" \
+	vng --run "$kdir" "${accel[@]}" --cpus "$cpus" --memory "$mem" --verbose \
+	"${disks[@]}" --exec "$*" \
+	> "$out/stdout" 2> "$out/console" < /dev/null || rc=$?
+
+if [ $rc = 124 ] || [ $rc = 137 ]; then
+	log "guest killed after ${limit}s; console tail:"
+	tail -n 40 "$out/console" >&2
+	rc=124
+fi
+if ! scan_console "$out/console"; then
+	[ $rc = 124 ] || rc=125
+fi
+exit $rc
