@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Logic of the snapshot targets that needs no kernel.
+//!
+//! Everything below this module uses `core` only, so the module and the
+//! host test crate (`host/`) compile the very same source: it is unit-tested
+//! and fuzzed on the host, and linked into the kernel module unchanged.
+
+pub mod chunk;
