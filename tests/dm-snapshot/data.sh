@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-2.0
+# Data semantics of origins and snapshots.
+
+load_impl
+
+# An origin of 16 MiB holding pattern A, mapped through snapshot-origin.
+setup_origin() {
+	need_target snapshot-origin
+	need_target snapshot
+	BASE=$(mkloop 16)
+	SZ=$(sectors "$BASE")
+	pattern A 16 > "$WORK/A"
+	write_at "$BASE" "$WORK/A"
+	ORIGIN=$(dm origin "0 $SZ snapshot-origin $BASE")
+}
+
+# snap NAME STORE CHUNK: a snapshot of the origin on a fresh COW device,
+# large enough (24 MiB) to hold every chunk of the 16 MiB origin.
+snap() {
+	local cow
+	cow=$(mkloop 24)
+	dm_snap "$1" "0 $SZ snapshot $BASE $cow $2 $3"
+}
+
+t_origin_write() {
+	setup_origin
+	local s
+	s=$(snap s1 "$1" 8)
+	pattern B 4 > "$WORK/B"
+	write_at "$ORIGIN" "$WORK/B" 1024          # 4 MiB at 1 MiB
+	same "$s" "$WORK/A"
+	# and the origin has the new data
+	head -c 1M "$WORK/A" > "$WORK/exp"
+	cat "$WORK/B" >> "$WORK/exp"
+	same "$ORIGIN" "$WORK/exp"
+}
+
+t_snapshot_write() {
+	setup_origin
+	local s
+	s=$(snap s1 "$1" 8)
+	pattern C 2 > "$WORK/C"
+	write_at "$s" "$WORK/C" 4096               # 2 MiB at 4 MiB
+	same "$ORIGIN" "$WORK/A"
+	{ head -c 4M "$WORK/A"; cat "$WORK/C"; tail -c +$((6 * 1048576 + 1)) "$WORK/A"; } > "$WORK/exp"
+	same "$s" "$WORK/exp"
+}
+
+t_partial_chunk_write() {
+	setup_origin
+	local s
+	s=$(snap s1 N 16)
+	# 4 KiB into the middle of an 8 KiB chunk, on both sides
+	pattern D 1 | head -c 4096 > "$WORK/D"
+	write_at "$ORIGIN" "$WORK/D" 36
+	write_at "$s" "$WORK/D" 100
+	{ head -c 102400 "$WORK/A"; cat "$WORK/D"; tail -c +$((102400 + 4096 + 1)) "$WORK/A"; } > "$WORK/exp"
+	same "$s" "$WORK/exp"
+	{ head -c 36864 "$WORK/A"; cat "$WORK/D"; tail -c +$((36864 + 4096 + 1)) "$WORK/A"; } > "$WORK/exp"
+	same "$ORIGIN" "$WORK/exp"
+}
+
+t_many_snapshots() {
+	setup_origin
+	local s1 s2 s3
+	s1=$(snap s1 N 8)
+	pattern B 16 > "$WORK/B"
+	write_at "$ORIGIN" "$WORK/B"
+	s2=$(snap s2 P 16)
+	pattern C 16 > "$WORK/C"
+	write_at "$ORIGIN" "$WORK/C"
+	s3=$(snap s3 N 32)
+	pattern D 8 > "$WORK/D"
+	write_at "$ORIGIN" "$WORK/D" 4096
+	same "$s1" "$WORK/A"
+	same "$s2" "$WORK/B"
+	same "$s3" "$WORK/C"
+	{ head -c 4M "$WORK/C"; cat "$WORK/D"; tail -c +$((12 * 1048576 + 1)) "$WORK/C"; } > "$WORK/exp"
+	same "$ORIGIN" "$WORK/exp"
+}
+
+# Reading a snapshot copies nothing: its chunks come from the origin.
+t_reads_from_origin() {
+	setup_origin
+	local s before after
+	s=$(snap s1 N 8)
+	before=$(dmsetup status "$DM_PREFIX-s1")
+	same "$s" "$WORK/A"
+	after=$(dmsetup status "$DM_PREFIX-s1")
+	expect "$after" "$before" "status after reading the whole snapshot"
+	expect "$(dmsetup status "$DM_PREFIX-s1" | awk '{print $4}')" "0/49152" "allocation"
+}
+
+ktap_set_plan 8
+run_test "origin write leaves N snapshot unchanged" t_origin_write N
+run_test "origin write leaves P snapshot unchanged" t_origin_write P
+run_test "snapshot write leaves origin unchanged (N)" t_snapshot_write N
+run_test "snapshot write leaves origin unchanged (P)" t_snapshot_write P
+run_test "sub-chunk writes to origin and snapshot" t_partial_chunk_write
+run_test "three snapshots of one origin keep their own content" t_many_snapshots
+run_test "reads of unchanged chunks come from the origin" t_reads_from_origin
+run_test "snapshot write leaves origin unchanged (PO)" t_snapshot_write PO

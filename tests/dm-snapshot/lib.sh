@@ -1,0 +1,178 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Guest-side helpers for the dm-snapshot selftests. Sourced by run.sh.
+#
+# DM_SNAP_IMPL=c|rust picks the implementation under test: the C
+# dm-snapshot.ko of the test kernel, or our dm_snapshot_rs.ko.
+
+shopt -s inherit_errexit
+
+: "${KDIR:?KDIR must name the test kernel tree}"
+: "${TOP:?TOP must name the repository}"
+IMPL=${DM_SNAP_IMPL:-rust}
+
+# The kernel's own KTAP helpers.
+. "$KDIR/tools/testing/selftests/kselftest/ktap_helpers.sh"
+
+case $IMPL in
+c)	MOD=dm_snapshot
+	KO=$KDIR/drivers/md/dm-snapshot.ko ;;
+rust)	MOD=dm_snapshot_rs
+	KO=$TOP/drivers/md/dm_snapshot_rs.ko ;;
+*)	echo "Bail out! DM_SNAP_IMPL must be c or rust, not '$IMPL'"; exit 1 ;;
+esac
+
+WORK=/tmp/dm-snap-test
+mkdir -p "$WORK"
+SKIP_REASON=$WORK/skip-reason
+DM_PREFIX=dmst
+
+load_impl() {
+	grep -qw "^$MOD" /proc/modules && return 0
+	insmod "$KO"
+}
+
+unload_impl() {
+	grep -qw "^$MOD" /proc/modules || return 0
+	rmmod "$MOD"
+}
+
+# A skipped test names the feature it needs; the line reads
+# "ok N name # SKIP <feature>". Tests run in their own subshell (run_test),
+# so this ends the test.
+skip_because() {
+	echo "$*" > "$SKIP_REASON"
+	exit 4
+}
+
+# need_target NAME: skip unless the implementation registers target NAME.
+need_target() {
+	dmsetup targets | grep -q "^$1 " || skip_because "$1 target not registered by $MOD"
+}
+
+# need_param NAME: skip unless the module has parameter NAME.
+need_param() {
+	[ -e "/sys/module/$MOD/parameters/$1" ] || skip_because "module parameter $1 not in $MOD"
+}
+
+# Remove every device-mapper device and loop device the tests made.
+cleanup_devices() {
+	local d
+	for d in $(dmsetup ls 2>/dev/null | awk -v p="$DM_PREFIX" 'index($1, p) == 1 {print $1}' | sort -r); do
+		dmsetup remove --retry "$d" >/dev/null 2>&1 || dmsetup remove --force "$d" >/dev/null 2>&1 || true
+	done
+	losetup -D 2>/dev/null || true
+	rm -f "$WORK"/*.img
+}
+
+# run_test NAME FUNC [ARGS...]: run one test in a subshell with set -e.
+# Status 0 passes, 4 skips (reason from skip_because), anything else fails.
+run_test() {
+	local name=$1 rc=0
+	shift
+	rm -f "$SKIP_REASON"
+	# Not "( ... ) || rc=$?": errexit is ignored on the left of ||.
+	(set -e; "$@") > "$WORK/out" 2>&1 &
+	wait $! || rc=$?
+	cleanup_devices
+	case $rc in
+	0)	ktap_test_pass "$name" ;;
+	4)	if [ -s "$SKIP_REASON" ]; then
+			__ktap_test ok "$name" "SKIP $(cat "$SKIP_REASON")"
+			KTAP_CNT_SKIP=$((KTAP_CNT_SKIP + 1))
+		else
+			sed 's/^/# /' "$WORK/out"
+			ktap_test_fail "$name"
+		fi ;;
+	*)	sed 's/^/# /' "$WORK/out"
+		ktap_test_fail "$name" ;;
+	esac
+}
+
+# ---- devices ----------------------------------------------------------------
+
+# mkloop SIZE_MIB: a zeroed loop device on tmpfs; prints its path.
+mkloop() {
+	local img
+	img=$(mktemp "$WORK/XXXXXX.img")
+	truncate -s "${1}M" "$img"
+	losetup --show -f "$img"
+}
+
+sectors() { blockdev --getsz "$1"; }
+devno() { local d; d=$(readlink -f "$1"); printf '%d:%d' "0x$(stat -c %t "$d")" "0x$(stat -c %T "$d")"; }
+
+# dm NAME TABLE: create a device; fail the test with the kernel's reason.
+dm() {
+	local name=$DM_PREFIX-$1
+	shift
+	if ! dmsetup create "$name" --table "$*" 2> "$WORK/dmerr"; then
+		cat "$WORK/dmerr" >&2
+		dmesg | tail -n 3 >&2
+		return 1
+	fi
+	echo "/dev/mapper/$name"
+}
+
+# dm_snap NAME TABLE: create a snapshot, then suspend and resume the origin
+# (dmst-origin) as LVM does, so the origin learns the new chunk size and
+# splits its writes at chunk boundaries.
+dm_snap() {
+	dm "$@"
+	if dmsetup info "$DM_PREFIX-origin" >/dev/null 2>&1; then
+		dmsetup suspend "$DM_PREFIX-origin"
+		dmsetup resume "$DM_PREFIX-origin"
+	fi
+}
+
+# dm_reject NAME TABLE ERROR: the table must be refused, the kernel log must
+# give ERROR as the reason, and no device may be left behind.
+dm_reject() {
+	local name=$DM_PREFIX-$1 table=$2 err=$3
+	dmesg -C
+	if dmsetup create "$name" --table "$table" 2>/dev/null; then
+		echo "table accepted, expected rejection: $table"
+		return 1
+	fi
+	if ! dmesg | grep -qF -- "$err"; then
+		echo "expected reason '$err' in the kernel log, got:"
+		dmesg | tail -n 5
+		return 1
+	fi
+	if dmsetup info "$name" >/dev/null 2>&1; then
+		echo "rejected table left device $name behind"
+		return 1
+	fi
+}
+
+# ---- data ---------------------------------------------------------------------
+
+# pattern SEED MIB: deterministic pseudo-random data on stdout.
+pattern() {
+	openssl enc -aes-128-ctr -nosalt -pass "pass:$1" -pbkdf2 < /dev/zero 2>/dev/null |
+		head -c $(($2 * 1048576))
+}
+
+# write_at DEV FILE [OFFSET_KIB]: write FILE to DEV with O_DIRECT.
+write_at() {
+	dd if="$2" of="$1" bs=64k oflag=direct,seek_bytes seek="$((${3:-0} * 1024))" \
+		conv=notrunc,fsync status=none
+}
+
+# same DEV FILE: DEV's first bytes (read with O_DIRECT) equal FILE.
+same() {
+	local n
+	n=$(stat -c %s "$2")
+	if ! dd if="$1" bs=64k iflag=direct,count_bytes count="$n" status=none | cmp -s - "$2"; then
+		echo "content of $1 differs from $2"
+		return 1
+	fi
+}
+
+# expect ACTUAL EXPECTED [WHAT]
+expect() {
+	if [ "$1" != "$2" ]; then
+		echo "${3:-value}: got '$1', expected '$2'"
+		return 1
+	fi
+}
