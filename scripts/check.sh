@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Run every test: host unit tests, static checks and the guest selftests
+# against one implementation (DM_SNAP_IMPL=rust, the default, or c).
+# Ends with the line "N passed, N failed, N skipped".
+#
+# DM_SNAP_GROUPS="table data" limits the guest groups run.
+
+. "$(dirname "$0")/lib.sh"
+
+IMPL=${DM_SNAP_IMPL:-rust}
+GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params persist}
+RESULTS=$(mktemp -d /tmp/dm-snap-check.XXXXXX)
+pass=0 fail=0 skip=0
+
+result() { # result ok|fail|skip NAME [REASON]
+	case $1 in
+	ok)	pass=$((pass + 1)); echo "PASS: $2" ;;
+	skip)	skip=$((skip + 1)); echo "SKIP: $2 ($3)" ;;
+	*)	fail=$((fail + 1)); echo "FAIL: $2${3:+ ($3)}" ;;
+	esac
+}
+
+summary() {
+	echo
+	echo "implementation: $IMPL; logs in $RESULTS"
+	echo "$pass passed, $fail failed, $skip skipped"
+	[ "$fail" = 0 ]
+}
+
+# ---- set-up and build ----------------------------------------------------------
+"$TOP/scripts/setup.sh" || { result fail "set-up"; summary; exit 1; }
+if ! KDIR=$("$TOP/scripts/build-kernel.sh"); then
+	result fail "kernel build"; summary; exit 1
+fi
+result ok "kernel build"
+if "$TOP/scripts/build-module.sh" "$KDIR" > "$RESULTS/module-build.log" 2>&1 &&
+	! grep -q 'warning:' "$RESULTS/module-build.log"; then
+	result ok "module build without warnings"
+else
+	grep -E -A5 'warning|error' "$RESULTS/module-build.log" | head -40
+	result fail "module build without warnings"
+	summary; exit 1
+fi
+
+# ---- host tests ----------------------------------------------------------------------
+if (cd "$TOP/host" && cargo test --quiet) > "$RESULTS/host-tests.log" 2>&1; then
+	n=$(awk '/^test result:/ {s += $4} END {print s + 0}' "$RESULTS/host-tests.log")
+	result ok "host unit tests ($n run)"
+else
+	tail -n 30 "$RESULTS/host-tests.log"
+	result fail "host unit tests"
+fi
+
+# ---- static checks ---------------------------------------------------------------
+# lint NAME CMD...: a check passes when CMD succeeds and prints no warning.
+lint() {
+	local name=$1 f
+	shift
+	f=$RESULTS/lint-${name// /-}.log
+	if "$@" > "$f" 2>&1 && ! grep -qE '^(warning|error)' "$f"; then
+		result ok "lint: $name"
+	else
+		head -n 40 "$f"
+		result fail "lint: $name" "see $f"
+	fi
+}
+lint "rustfmtcheck (kernel tree with overlay)" make_kernel rustfmtcheck
+lint "rustfmt --check (module)" "$RUSTFMT" --check --config-path "$KDIR/.rustfmt.toml" \
+	$(find "$TOP/drivers" -name '*.rs')
+lint "clippy (module, CLIPPY=1)" make_kernel M="$TOP" CLIPPY=1 modules
+lint "cargo fmt --check (host)" cargo fmt --manifest-path "$TOP/host/Cargo.toml" --check
+lint "cargo clippy (host)" cargo clippy --quiet --manifest-path "$TOP/host/Cargo.toml" --all-targets -- -D warnings
+"$TOP/scripts/unsafe-audit.sh" > "$RESULTS/unsafe-audit.log" 2>&1 && r=ok || r=fail
+cat "$RESULTS/unsafe-audit.log"
+result $r "unsafe audit"
+
+# ---- guest selftests -----------------------------------------------------------------
+# run_group GROUP LIMIT [PHASE] [vm-run options...]
+run_group() {
+	local group=$1 limit=$2 phase=${3:-} out rc=0
+	shift 3 || shift $#
+	out=$RESULTS/$group${phase:+-$phase}
+	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$@" "$KDIR" -- \
+		"cd $TOP && DM_SNAP_IMPL=$IMPL KDIR=$KDIR bash tests/dm-snapshot/run.sh $group $phase" || rc=$?
+	sed 's/^/    /' "$out/stdout"
+	local planned seen=0 line
+	planned=$(sed -n 's/^1\.\.\([0-9]*\).*/\1/p' "$out/stdout" | head -n1)
+	while IFS= read -r line; do
+		case $line in
+		"ok "*"# SKIP"*)
+			seen=$((seen + 1))
+			result skip "$group: ${line#ok * }" "$(sed 's/.*# SKIP *//' <<< "$line")" ;;
+		"ok "*) seen=$((seen + 1)); result ok "$group: ${line#ok [0-9]* }" ;;
+		"not ok "*) seen=$((seen + 1)); result fail "$group: ${line#not ok [0-9]* }" ;;
+		esac
+	done < "$out/stdout"
+	case $rc in
+	0|1) ;; # 1: some test failed, counted above
+	124) result fail "$group: guest finished within ${limit}s" ;;
+	125) result fail "$group: guest kernel log clean" "splat, see $out/console" ;;
+	*) result fail "$group: guest run" "exit status $rc, see $out/console" ;;
+	esac
+	if [ -z "$planned" ] || [ "$seen" -lt "$planned" ]; then
+		result fail "$group: all planned tests ran" "$seen of ${planned:-?}"
+	fi
+}
+
+for g in $GUEST_GROUPS; do
+	case $g in
+	persist)
+		disk=$RESULTS/persist.img
+		truncate -s 64M "$disk"
+		run_group persist 300 1 -d "$disk"
+		run_group persist 300 2 -d "$disk" ;;
+	*)	run_group "$g" 600 ;;
+	esac
+done
+
+summary
