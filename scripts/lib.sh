@@ -20,7 +20,9 @@ export RUST_LIB_SRC=${RUST_LIB_SRC:-$(ls -d /usr/src/rustc-*/library 2>/dev/null
 export BINDGEN=${BINDGEN:-$HOME/.cargo/bin/bindgen}
 # bindgen 0.69.5 must use libclang 14.
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
-export PATH=$HOME/.cargo/bin:$PATH
+# cargo's and pip's script directories (bindgen, vng), wherever pip puts them.
+PY_SCRIPTS=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+export PATH=$HOME/.cargo/bin:${PY_SCRIPTS:+$PY_SCRIPTS:}$PATH
 
 JOBS=${JOBS:-$(nproc)}
 
