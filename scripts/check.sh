@@ -85,13 +85,14 @@ run_group() {
 	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$@" "$KDIR" -- \
 		"cd $TOP && DM_SNAP_IMPL=$IMPL KDIR=$KDIR bash tests/dm-snapshot/run.sh $group $phase" || rc=$?
 	sed 's/^/    /' "$out/stdout"
-	local planned seen=0 line
+	local planned seen=0 line name
 	planned=$(sed -n 's/^1\.\.\([0-9]*\).*/\1/p' "$out/stdout" | head -n1)
 	while IFS= read -r line; do
 		case $line in
 		"ok "*"# SKIP"*)
 			seen=$((seen + 1))
-			result skip "$group: ${line#ok * }" "$(sed 's/.*# SKIP *//' <<< "$line")" ;;
+			name=${line#ok [0-9]* }
+			result skip "$group: ${name%% # SKIP*}" "${line#*# SKIP }" ;;
 		"ok "*) seen=$((seen + 1)); result ok "$group: ${line#ok [0-9]* }" ;;
 		"not ok "*) seen=$((seen + 1)); result fail "$group: ${line#not ok [0-9]* }" ;;
 		esac
