@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: GPL-2.0
+
+#include <linux/device-mapper.h>
+
+void *rust_helper_dm_per_bio_data(struct bio *bio, size_t data_size)
+{
+	return dm_per_bio_data(bio, data_size);
+}

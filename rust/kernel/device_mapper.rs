@@ -1,0 +1,515 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device-mapper targets.
+//!
+//! A target type implements [`TargetOperations`] and is registered with a
+//! [`Registration`]. Device-mapper constructs one instance per table line
+//! (`ctr`), keeps it in `ti->private`, hands it every bio of its range (`map`)
+//! and asks it for its status lines; dropping the instance is `dtr`.
+//!
+//! C header: [`include/linux/device-mapper.h`](srctree/include/linux/device-mapper.h)
+
+use crate::{
+    bindings,
+    bio::Bio,
+    error::{code::*, to_result, Error, Result, VTABLE_DEFAULT_ERROR},
+    ffi::{c_char, c_int, c_uint, c_void},
+    init::pin_init_from_closure,
+    prelude::*,
+    str::CStr,
+    types::Opaque,
+    ThisModule,
+};
+use core::{fmt, marker::PhantomData, ptr::NonNull};
+
+/// What device-mapper does with a bio after `map` (`DM_MAPIO_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapResult {
+    /// The target took the bio and will complete or submit it itself.
+    Submitted,
+    /// The bio was remapped; device-mapper submits it.
+    Remapped,
+    /// Device-mapper requeues the bio.
+    Requeue,
+    /// Device-mapper fails the bio with an I/O error.
+    Kill,
+}
+
+impl MapResult {
+    fn to_c(self) -> c_int {
+        (match self {
+            MapResult::Submitted => bindings::DM_MAPIO_SUBMITTED,
+            MapResult::Remapped => bindings::DM_MAPIO_REMAPPED,
+            MapResult::Requeue => bindings::DM_MAPIO_REQUEUE,
+            MapResult::Kill => bindings::DM_MAPIO_KILL,
+        }) as c_int
+    }
+}
+
+/// Which status `dmsetup` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusType {
+    /// `dmsetup status`.
+    Info,
+    /// `dmsetup table`: the table line's arguments.
+    Table,
+    /// The IMA measurement string.
+    Ima,
+}
+
+/// A constructor failure: the error code and the message device-mapper logs
+/// as the table's reason (`ti->error`).
+#[derive(Debug, Clone, Copy)]
+pub struct CtrError {
+    /// The error code returned to device-mapper.
+    pub err: Error,
+    /// The reason, shown in the kernel log as `<dev>: <target>: <reason>`.
+    pub msg: &'static CStr,
+}
+
+impl CtrError {
+    /// Creates a constructor error.
+    pub const fn new(err: Error, msg: &'static CStr) -> Self {
+        Self { err, msg }
+    }
+
+    /// `EINVAL` with a reason: a malformed table.
+    pub const fn inval(msg: &'static CStr) -> Self {
+        Self::new(EINVAL, msg)
+    }
+}
+
+/// The arguments of a table line after the target name (`argc`, `argv`).
+pub struct Args<'a> {
+    args: &'a [*mut c_char],
+}
+
+impl<'a> Args<'a> {
+    /// The number of arguments.
+    pub fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    /// Whether there are no arguments.
+    pub fn is_empty(&self) -> bool {
+        self.args.is_empty()
+    }
+
+    /// The argument at `index`, if there is one.
+    pub fn get(&self, index: usize) -> Option<&'a CStr> {
+        let ptr = *self.args.get(index)?;
+        // SAFETY: device-mapper passes `argc` valid NUL-terminated strings
+        // that live until the constructor returns, which outlives `'a`.
+        Some(unsafe { CStr::from_char_ptr(ptr) })
+    }
+
+    /// The arguments from `index` on.
+    pub fn skip(&self, index: usize) -> Args<'a> {
+        Args {
+            args: self.args.get(index..).unwrap_or(&[]),
+        }
+    }
+}
+
+/// A device-mapper target instance (`struct dm_target`).
+///
+/// # Invariants
+///
+/// The wrapped `struct dm_target` is valid for as long as the reference.
+#[repr(transparent)]
+pub struct Target(Opaque<bindings::dm_target>);
+
+impl Target {
+    /// # Safety
+    ///
+    /// `ptr` must be a valid `struct dm_target` for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::dm_target) -> &'a Self {
+        // SAFETY: `Target` is a transparent wrapper; the caller guarantees
+        // validity for `'a`.
+        unsafe { &*ptr.cast::<Self>() }
+    }
+
+    /// # Safety
+    ///
+    /// `ptr` must be a valid `struct dm_target` for `'a` that device-mapper
+    /// does not use concurrently (it is being constructed).
+    unsafe fn from_raw_mut<'a>(ptr: *mut bindings::dm_target) -> &'a mut Self {
+        // SAFETY: As above, and the caller guarantees exclusive access.
+        unsafe { &mut *ptr.cast::<Self>() }
+    }
+
+    fn raw(&self) -> *mut bindings::dm_target {
+        self.0.get()
+    }
+
+    /// The first sector of the target in its device.
+    pub fn begin(&self) -> u64 {
+        // SAFETY: By the type invariant `ti` is valid; `begin` is set before
+        // the constructor runs and never changes.
+        unsafe { (*self.raw()).begin }
+    }
+
+    /// The length of the target in sectors.
+    pub fn len(&self) -> u64 {
+        // SAFETY: As for `begin`.
+        unsafe { (*self.raw()).len }
+    }
+
+    /// Whether the target has zero length.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Opens the device at `path` (a path or `major:minor`) with the table's
+    /// mode, for the life of this target (`dm_get_device()`).
+    pub fn get_device(&self, path: &CStr) -> Result<Device> {
+        let ti = self.raw();
+        let mut dev: *mut bindings::dm_dev = core::ptr::null_mut();
+        // SAFETY: `ti` is valid by the type invariant, its table is set
+        // before any constructor runs, `path` is NUL-terminated and `dev` is
+        // a valid place for the result.
+        to_result(unsafe {
+            bindings::dm_get_device(
+                ti,
+                path.as_char_ptr(),
+                bindings::dm_table_get_mode((*ti).table),
+                &mut dev,
+            )
+        })?;
+        // INVARIANT: `dm_get_device()` succeeded, so `dev` is an open device
+        // of `ti`'s table, released by `Device::drop` with the same `ti`.
+        Ok(Device {
+            dev: NonNull::new(dev).ok_or(ENODEV)?,
+            ti: NonNull::new(ti).ok_or(EINVAL)?,
+        })
+    }
+
+    /// Sets how many copies of an empty flush bio the target receives.
+    pub fn set_num_flush_bios(&mut self, n: u32) {
+        // SAFETY: `&mut self` means the target is being constructed and
+        // device-mapper does not read it concurrently.
+        unsafe { (*self.raw()).num_flush_bios = n };
+    }
+
+    /// Sets how many copies of a discard bio the target receives (0: none).
+    pub fn set_num_discard_bios(&mut self, n: u32) {
+        // SAFETY: As for `set_num_flush_bios`.
+        unsafe { (*self.raw()).num_discard_bios = n };
+    }
+
+    /// Sets the size of the per-bio data device-mapper reserves for us.
+    pub fn set_per_io_data_size(&mut self, n: u32) {
+        // SAFETY: As for `set_num_flush_bios`.
+        unsafe { (*self.raw()).per_io_data_size = n };
+    }
+}
+
+/// A device opened by a target with [`Target::get_device`] (`struct dm_dev`).
+///
+/// Kept in the target's private data and dropped with it, in `dtr`, which
+/// releases it (`dm_put_device()`).
+///
+/// # Invariants
+///
+/// `dev` was returned by `dm_get_device(ti, ...)` and has not been released;
+/// `ti` is the target that opened it and outlives this value.
+pub struct Device {
+    dev: NonNull<bindings::dm_dev>,
+    ti: NonNull<bindings::dm_target>,
+}
+
+// SAFETY: A `dm_dev` may be used and released from any thread; device-mapper
+// serialises table changes itself.
+unsafe impl Send for Device {}
+// SAFETY: The shared methods only read fields that do not change while the
+// device is open.
+unsafe impl Sync for Device {}
+
+impl Device {
+    fn raw(&self) -> &bindings::dm_dev {
+        // SAFETY: By the type invariant `dev` is valid until `drop`.
+        unsafe { self.dev.as_ref() }
+    }
+
+    /// The device's name as device-mapper prints it in tables (`major:minor`).
+    pub fn name(&self) -> &CStr {
+        // SAFETY: `name` is a NUL-terminated array filled by `dm_get_device()`
+        // and not changed while the device is open.
+        unsafe { CStr::from_char_ptr(self.raw().name.as_ptr()) }
+    }
+
+    /// The size of the device in sectors.
+    pub fn sectors(&self) -> u64 {
+        // SAFETY: `bdev` is valid while the device is open.
+        unsafe { bindings::bdev_nr_sectors(self.raw().bdev) }
+    }
+
+    /// Whether both refer to the same block device.
+    pub fn same_bdev(&self, other: &Device) -> bool {
+        core::ptr::eq(self.raw().bdev, other.raw().bdev)
+    }
+
+    /// Sends `bio` to this device (`bio_set_dev()`), keeping its sector.
+    pub fn remap(&self, bio: &mut Bio) {
+        // SAFETY: `bdev` is open until this device is released, which happens
+        // in the target's `dtr`, after device-mapper has drained its bios.
+        unsafe { bio.set_bdev(self.raw().bdev) };
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `dev` was opened for `ti` and is
+        // released exactly once, here.
+        unsafe { bindings::dm_put_device(self.ti.as_ptr(), self.dev.as_ptr()) };
+    }
+}
+
+/// The output buffer of a status call, filled like C's `DMEMIT()`: output
+/// that does not fit is cut off and the buffer stays NUL-terminated.
+pub struct StatusWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl StatusWriter<'_> {
+    /// The bytes written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for StatusWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Keep one byte for the terminating NUL.
+        let room = self.buf.len().saturating_sub(self.len + 1);
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if let Some(b) = self.buf.get_mut(self.len) {
+            *b = 0;
+        }
+        Ok(())
+    }
+}
+
+/// The callout of `iterate_devices`, called once per underlying device.
+pub struct IterateDevices {
+    ti: *mut bindings::dm_target,
+    callout: bindings::iterate_devices_callout_fn,
+    data: *mut c_void,
+}
+
+impl IterateDevices {
+    /// Reports `sectors` sectors of `dev` from `start` as used by the target;
+    /// a non-zero result stops the iteration and must be returned.
+    pub fn call(&mut self, dev: &Device, start: u64, sectors: u64) -> c_int {
+        match self.callout {
+            // SAFETY: device-mapper passed the callout with its `ti` and
+            // `data`; `dev` is an open device of that target.
+            Some(f) => unsafe { f(self.ti, dev.dev.as_ptr(), start, sectors, self.data) },
+            None => 0,
+        }
+    }
+}
+
+/// The operations of a device-mapper target type.
+///
+/// The implementing type is one target instance: built by `ctr`, shared by
+/// every CPU that maps bios, and dropped by `dtr`.
+#[macros::vtable]
+pub trait TargetOperations: Sized + Send + Sync {
+    /// Builds an instance from the table line's arguments (`ctr`).
+    fn ctr(target: &mut Target, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError>;
+
+    /// Maps a bio (`map`).
+    fn map(&self, target: &Target, bio: &mut Bio) -> MapResult;
+
+    /// Writes a status line (`status`).
+    fn status(&self, _target: &Target, _kind: StatusType, _out: &mut StatusWriter<'_>) {
+        crate::build_error(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Reports the underlying devices (`iterate_devices`).
+    fn iterate_devices(&self, _target: &Target, _callout: &mut IterateDevices) -> c_int {
+        crate::build_error(VTABLE_DEFAULT_ERROR)
+    }
+}
+
+struct Callbacks<T>(PhantomData<T>);
+
+impl<T: TargetOperations> Callbacks<T> {
+    /// # Safety
+    ///
+    /// `ti` must be a valid target whose `private` was set by `ctr_callback`.
+    unsafe fn private<'a>(ti: *mut bindings::dm_target) -> &'a T {
+        // SAFETY: `private` holds a `Pin<KBox<T>>` leaked by `ctr_callback`
+        // and reclaimed only by `dtr_callback`, after every other callback.
+        unsafe { &*(*ti).private.cast::<T>() }
+    }
+
+    unsafe extern "C" fn ctr_callback(
+        ti: *mut bindings::dm_target,
+        argc: c_uint,
+        argv: *mut *mut c_char,
+    ) -> c_int {
+        let args: &[*mut c_char] = if argc == 0 || argv.is_null() {
+            &[]
+        } else {
+            // SAFETY: device-mapper passes `argc` valid argument pointers.
+            unsafe { core::slice::from_raw_parts(argv, argc as usize) }
+        };
+        // SAFETY: device-mapper passes a valid target it does not touch while
+        // the constructor runs.
+        let target = unsafe { Target::from_raw_mut(ti) };
+        match T::ctr(target, &Args { args }) {
+            Ok(private) => {
+                // SAFETY: The instance stays pinned: it is only reached
+                // through `&T` and reclaimed as a pinned box in `dtr_callback`.
+                let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(private) });
+                // SAFETY: `ti` is valid and ours while constructing.
+                unsafe { (*ti).private = raw.cast() };
+                0
+            }
+            Err(e) => {
+                // SAFETY: `ti` is valid; `error` is only read, and `msg` is
+                // static.
+                unsafe { (*ti).error = e.msg.as_char_ptr().cast_mut() };
+                e.err.to_errno()
+            }
+        }
+    }
+
+    unsafe extern "C" fn dtr_callback(ti: *mut bindings::dm_target) {
+        // SAFETY: `private` was set by `ctr_callback` from a pinned box, and
+        // device-mapper calls `dtr` once, after the last other callback.
+        let private = unsafe { KBox::from_raw((*ti).private.cast::<T>()) };
+        // SAFETY: It was pinned when leaked; dropping it in place keeps that.
+        drop(unsafe { Pin::new_unchecked(private) });
+    }
+
+    unsafe extern "C" fn map_callback(
+        ti: *mut bindings::dm_target,
+        bio: *mut bindings::bio,
+    ) -> c_int {
+        // SAFETY: device-mapper passes a constructed target and a bio that the
+        // target owns until it returns or completes it.
+        let (target, private, bio) =
+            unsafe { (Target::from_raw(ti), Self::private(ti), Bio::from_raw(bio)) };
+        T::map(private, target, bio).to_c()
+    }
+
+    unsafe extern "C" fn status_callback(
+        ti: *mut bindings::dm_target,
+        kind: bindings::status_type_t,
+        _flags: c_uint,
+        result: *mut c_char,
+        maxlen: c_uint,
+    ) {
+        if result.is_null() || maxlen == 0 {
+            return;
+        }
+        let kind = match kind {
+            bindings::status_type_t_STATUSTYPE_INFO => StatusType::Info,
+            bindings::status_type_t_STATUSTYPE_TABLE => StatusType::Table,
+            _ => StatusType::Ima,
+        };
+        // SAFETY: device-mapper passes a buffer of `maxlen` bytes that is ours
+        // for the call.
+        let buf = unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) };
+        buf[0] = 0;
+        let mut out = StatusWriter { buf, len: 0 };
+        // SAFETY: `ti` is a constructed target.
+        let (target, private) = unsafe { (Target::from_raw(ti), Self::private(ti)) };
+        T::status(private, target, kind, &mut out);
+    }
+
+    unsafe extern "C" fn iterate_devices_callback(
+        ti: *mut bindings::dm_target,
+        callout: bindings::iterate_devices_callout_fn,
+        data: *mut c_void,
+    ) -> c_int {
+        let mut it = IterateDevices { ti, callout, data };
+        // SAFETY: `ti` is a constructed target.
+        let (target, private) = unsafe { (Target::from_raw(ti), Self::private(ti)) };
+        T::iterate_devices(private, target, &mut it)
+    }
+}
+
+/// The registration of a target type (`dm_register_target()`), undone when
+/// dropped.
+///
+/// # Invariants
+///
+/// `tt` is registered with device-mapper from initialisation to drop.
+#[pin_data(PinnedDrop)]
+pub struct Registration<T: TargetOperations> {
+    #[pin]
+    tt: Opaque<bindings::target_type>,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: The registration is only touched by device-mapper, which does its
+// own locking, and by `drop`.
+unsafe impl<T: TargetOperations> Send for Registration<T> {}
+// SAFETY: `&Registration` offers no access to the target type.
+unsafe impl<T: TargetOperations> Sync for Registration<T> {}
+
+impl<T: TargetOperations> Registration<T> {
+    /// Registers target type `name` with `version`, owned by `module`.
+    ///
+    /// Fails with `EEXIST` if another module has registered the name.
+    pub fn new(
+        name: &'static CStr,
+        version: [u32; 3],
+        module: &'static ThisModule,
+    ) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            tt <- Self::register(name, version, module),
+            _t: PhantomData,
+        })
+    }
+
+    fn register(
+        name: &'static CStr,
+        version: [u32; 3],
+        module: &'static ThisModule,
+    ) -> impl PinInit<Opaque<bindings::target_type>, Error> {
+        let closure = move |slot: *mut Opaque<bindings::target_type>| {
+            let tt = Opaque::raw_get(slot);
+            // SAFETY: `slot` is valid for writes; an all-zero `target_type`
+            // is valid (no callbacks, empty list head).
+            unsafe { core::ptr::write_bytes(tt, 0, 1) };
+            // SAFETY: `tt` was just initialised and is not shared yet.
+            let t = unsafe { &mut *tt };
+            t.name = name.as_char_ptr();
+            t.module = module.as_ptr();
+            t.version = version;
+            t.ctr = Some(Callbacks::<T>::ctr_callback);
+            t.dtr = Some(Callbacks::<T>::dtr_callback);
+            t.map = Some(Callbacks::<T>::map_callback);
+            if T::HAS_STATUS {
+                t.status = Some(Callbacks::<T>::status_callback);
+            }
+            if T::HAS_ITERATE_DEVICES {
+                t.iterate_devices = Some(Callbacks::<T>::iterate_devices_callback);
+            }
+            // SAFETY: `tt` is a fully set up target type in pinned memory
+            // that stays registered until `drop` (type invariant).
+            to_result(unsafe { bindings::dm_register_target(tt) })
+        };
+        // SAFETY: The closure initialises the slot completely on success and
+        // leaves nothing registered on failure.
+        unsafe { pin_init_from_closure(closure) }
+    }
+}
+
+#[pinned_drop]
+impl<T: TargetOperations> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant `tt` is registered; device-mapper
+        // refuses to unload a module whose targets are in use, so no table
+        // refers to it any more.
+        unsafe { bindings::dm_unregister_target(self.tt.get()) };
+    }
+}
