@@ -8,11 +8,14 @@
 //!
 //! C counterpart: `drivers/md/dm-snap.c`.
 
-use kernel::prelude::*;
+use kernel::{device_mapper::Registration, prelude::*};
 
 pub mod dm_snap_core;
+#[path = "dm_snap/origin.rs"]
+mod origin;
 
 use dm_snap_core::chunk::ChunkSize;
+use origin::Origin;
 
 module! {
     type: DmSnapshotRs,
@@ -22,18 +25,41 @@ module! {
     license: "GPL",
 }
 
-struct DmSnapshotRs;
+/// C: `DEFAULT_COW_THRESHOLD`.
+const DEFAULT_COW_THRESHOLD: u32 = 2048;
+
+kernel::module_param_uint!(
+    COW_THRESHOLD,
+    "snapshot_cow_threshold",
+    DEFAULT_COW_THRESHOLD,
+    0o644,
+    "Maximum number of chunks being copied on write"
+);
+
+struct DmSnapshotRs {
+    _origin: Pin<KBox<Registration<Origin>>>,
+}
 
 impl kernel::Module for DmSnapshotRs {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         // The core-only logic is shared with the host test crate; make sure
         // the module is linked against the same code it is tested with.
         let default_chunk = ChunkSize::new(16).map_err(|_| EINVAL)?;
+        let origin = KBox::pin_init(
+            Registration::new(origin::NAME, origin::VERSION, module),
+            GFP_KERNEL,
+        )
+        .inspect_err(|e| {
+            if *e == EEXIST {
+                pr_err!("snapshot targets are registered already: unload dm-snapshot first\n");
+            }
+        })?;
         pr_info!(
-            "loaded (default chunk {} sectors)\n",
-            default_chunk.sectors()
+            "loaded (default chunk {} sectors, cow threshold {})\n",
+            default_chunk.sectors(),
+            COW_THRESHOLD.get()
         );
-        Ok(DmSnapshotRs)
+        Ok(DmSnapshotRs { _origin: origin })
     }
 }
 

@@ -28,7 +28,36 @@ t_reload() {
 	done
 }
 
-ktap_set_plan 3
+# The other implementation of the same targets.
+if [ "$IMPL" = rust ]; then
+	OTHER_MOD=dm_snapshot OTHER_KO=$KDIR/drivers/md/dm-snapshot.ko
+else
+	OTHER_MOD=dm_snapshot_rs OTHER_KO=$TOP/drivers/md/dm_snapshot_rs.ko
+fi
+
+# Only one module can provide the targets: with the other loaded, ours
+# refuses to load with a clear reason, and the other keeps working.
+t_conflict() {
+	[ -f "$OTHER_KO" ] || skip_because "$OTHER_KO not built"
+	unload_impl
+	insmod "$OTHER_KO"
+	dmesg -C
+	if load_impl 2>/dev/null; then
+		rmmod "$OTHER_MOD"
+		echo "$MOD loaded while $OTHER_MOD provides the targets"
+		return 1
+	fi
+	dmesg | grep -q "'snapshot-origin' target already registered"
+	dmsetup targets | grep -q '^snapshot-origin '
+	local base
+	base=$(mkloop 4)
+	dm origin "0 $(sectors "$base") snapshot-origin $base" >/dev/null
+	cleanup_devices
+	rmmod "$OTHER_MOD"
+}
+
+ktap_set_plan 4
 run_test "module loads" t_load
 run_test "module unloads" t_unload
 run_test "module loads and unloads repeatedly" t_reload
+run_test "module refuses to load beside the other implementation" t_conflict
