@@ -44,7 +44,16 @@ hash_files() {
 kernel_key() {
 	local src
 	src=$(sha256sum "$KSRC_TARBALL" | cut -c1-16)
-	echo "$src-$(hash_files "$FRAGMENT" $(overlay_patches))"
+	echo "$src-$({ hash_files "$FRAGMENT"; patch_changes; } | sha256sum | cut -c1-16)"
+}
+
+# The changed lines of the patch series: what a patch does, not how its
+# description or headers are worded.
+patch_changes() {
+	local p
+	for p in $(overlay_patches); do
+		grep -E '^[-+]' "$p" | grep -vE '^(\+\+\+|---)( |$)' || true
+	done
 }
 
 overlay_patches() { ls "$TOP"/patches/*.patch 2>/dev/null | sort || true; }
