@@ -70,6 +70,9 @@ lint "rustfmtcheck (kernel tree with overlay)" make_kernel rustfmtcheck
 lint "rustfmt --check (module)" "$RUSTFMT" --check --config-path "$KDIR/.rustfmt.toml" \
 	$(find "$TOP/drivers" -name '*.rs')
 lint "clippy (module, CLIPPY=1)" make_kernel M="$TOP" CLIPPY=1 modules
+lint "clippy (kernel crate with overlay, CLIPPY=1)" make_kernel CLIPPY=1 rust/kernel.o
+lint "rustdoc (kernel crate with overlay)" make_kernel rustdoc
+lint "checkpatch --strict (patches and overlay)" "$TOP/scripts/checkpatch.sh" "$KDIR"
 lint "cargo fmt --check (host)" cargo fmt --manifest-path "$TOP/host/Cargo.toml" --check
 lint "cargo clippy (host)" cargo clippy --quiet --manifest-path "$TOP/host/Cargo.toml" --all-targets -- -D warnings
 "$TOP/scripts/unsafe-audit.sh" > "$RESULTS/unsafe-audit.log" 2>&1 && r=ok || r=fail

@@ -348,6 +348,10 @@ impl<T: TargetOperations> Callbacks<T> {
         unsafe { &*(*ti).private.cast::<T>() }
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper only: `ti` is a target being constructed and
+    /// `argv` holds `argc` valid NUL-terminated strings.
     unsafe extern "C" fn ctr_callback(
         ti: *mut bindings::dm_target,
         argc: c_uint,
@@ -380,6 +384,9 @@ impl<T: TargetOperations> Callbacks<T> {
         }
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper only, once, for a target `ctr_callback` built.
     unsafe extern "C" fn dtr_callback(ti: *mut bindings::dm_target) {
         // SAFETY: `private` was set by `ctr_callback` from a pinned box, and
         // device-mapper calls `dtr` once, after the last other callback.
@@ -388,6 +395,10 @@ impl<T: TargetOperations> Callbacks<T> {
         drop(unsafe { Pin::new_unchecked(private) });
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper only, for a constructed target and a bio it
+    /// hands over to the target.
     unsafe extern "C" fn map_callback(
         ti: *mut bindings::dm_target,
         bio: *mut bindings::bio,
@@ -399,6 +410,10 @@ impl<T: TargetOperations> Callbacks<T> {
         T::map(private, target, bio).to_c()
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper only, for a constructed target and a `result`
+    /// buffer of `maxlen` bytes.
     unsafe extern "C" fn status_callback(
         ti: *mut bindings::dm_target,
         kind: bindings::status_type_t,
@@ -424,6 +439,10 @@ impl<T: TargetOperations> Callbacks<T> {
         T::status(private, target, kind, &mut out);
     }
 
+    /// # Safety
+    ///
+    /// Called by device-mapper only, for a constructed target, with its own
+    /// callout and data.
     unsafe extern "C" fn iterate_devices_callback(
         ti: *mut bindings::dm_target,
         callout: bindings::iterate_devices_callout_fn,

@@ -50,7 +50,7 @@ impl UintParam {
 
 /// A `struct kernel_param` placed in the `__param` section.
 ///
-/// Only built by [`module_param_uint!`].
+/// Only built by [`module_param_uint!`](crate::module_param_uint).
 ///
 /// # Invariants
 ///
