@@ -22,6 +22,8 @@ pub enum ChunkSizeError {
     NotPowerOfTwo,
     /// Larger than C allows (`INT_MAX >> SECTOR_SHIFT` sectors).
     TooLarge,
+    /// Not a multiple of a device's logical block size.
+    NotBlockMultiple,
 }
 
 impl ChunkSizeError {
@@ -31,6 +33,7 @@ impl ChunkSizeError {
             ChunkSizeError::Zero => "Chunk size not set",
             ChunkSizeError::NotPowerOfTwo => "Chunk size is not a power of 2",
             ChunkSizeError::TooLarge => "Chunk size is too high",
+            ChunkSizeError::NotBlockMultiple => "Chunk size is not a multiple of device blocksize",
         }
     }
 }
@@ -67,6 +70,15 @@ impl ChunkSize {
             sectors,
             shift: sectors.trailing_zeros(),
         })
+    }
+
+    /// Checks the size against a device's logical block size in bytes.
+    pub fn fits_block_size(self, block_bytes: u32) -> Result<(), ChunkSizeError> {
+        let block_sectors = (block_bytes >> 9).max(1);
+        if self.sectors % block_sectors != 0 {
+            return Err(ChunkSizeError::NotBlockMultiple);
+        }
+        Ok(())
     }
 
     /// The size in sectors.

@@ -7,3 +7,4 @@
 //! and fuzzed on the host, and linked into the kernel module unchanged.
 
 pub mod chunk;
+pub mod table;
