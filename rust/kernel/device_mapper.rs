@@ -15,6 +15,7 @@ use crate::{
     error::{code::*, to_result, Error, Result, VTABLE_DEFAULT_ERROR},
     ffi::{c_char, c_int, c_uint, c_void},
     init::pin_init_from_closure,
+    module_param::UintParam,
     prelude::*,
     str::CStr,
     types::Opaque,
@@ -530,5 +531,63 @@ impl<T: TargetOperations> PinnedDrop for Registration<T> {
         // refuses to unload a module whose targets are in use, so no table
         // refers to it any more.
         unsafe { bindings::dm_unregister_target(self.tt.get()) };
+    }
+}
+
+/// The throttle of kcopyd clients (`struct dm_kcopyd_throttle`): the share
+/// of time, in percent, their copies may keep the disks busy.
+///
+/// A module keeps one in a static and exposes its percentage as a module
+/// parameter, as C's `DECLARE_DM_KCOPYD_THROTTLE_WITH_MODULE_PARM()`:
+///
+/// ```ignore
+/// static THROTTLE: KcopydThrottle = KcopydThrottle::new();
+/// kernel::module_param_uint!(@storage THROTTLE.percentage(), "copy_throttle", 0o644, "...");
+/// ```
+///
+/// # Invariants
+///
+/// The layout is that of `struct dm_kcopyd_throttle`; kcopyd changes the
+/// fields other than the percentage under its own lock, and the percentage
+/// is written by the module parameter code only.
+#[repr(C)]
+pub struct KcopydThrottle {
+    throttle: UintParam,
+    state: Opaque<[u32; 4]>,
+}
+
+// SAFETY: kcopyd serialises its updates of the state with its throttle
+// spinlock, and the percentage is an atomic; Rust reads neither otherwise.
+unsafe impl Sync for KcopydThrottle {}
+
+const _: () = assert!(
+    core::mem::size_of::<KcopydThrottle>() == core::mem::size_of::<bindings::dm_kcopyd_throttle>()
+        && core::mem::align_of::<KcopydThrottle>()
+            == core::mem::align_of::<bindings::dm_kcopyd_throttle>()
+);
+
+impl KcopydThrottle {
+    /// No throttling: 100 percent, as C's default.
+    pub const fn new() -> Self {
+        Self {
+            throttle: UintParam::new(100),
+            state: Opaque::new([0; 4]),
+        }
+    }
+
+    /// The percentage, as a module parameter's storage.
+    pub const fn percentage(&self) -> &UintParam {
+        &self.throttle
+    }
+
+    /// The raw pointer kcopyd clients are created with.
+    pub fn as_raw(&self) -> *mut bindings::dm_kcopyd_throttle {
+        (self as *const Self).cast_mut().cast()
+    }
+}
+
+impl Default for KcopydThrottle {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -129,12 +129,22 @@ pub const fn modinfo_bytes<const N: usize>(s: &str) -> [u8; N] {
 ///     COW_THRESHOLD.get()
 /// }
 /// ```
+///
+/// A parameter kept in a field of another structure names it instead, with
+/// `@storage`, like C's `module_param_named(name, s.field, uint, perm)`:
+///
+/// ```ignore
+/// kernel::module_param_uint!(@storage THROTTLE.throttle(), "copy_throttle", 0o644, "...");
+/// ```
 #[macro_export]
 macro_rules! module_param_uint {
     ($var:ident, $name:literal, $default:expr, $perm:expr, $desc:literal $(,)?) => {
         static $var: $crate::module_param::UintParam =
             $crate::module_param::UintParam::new($default);
 
+        $crate::module_param_uint!(@storage &$var, $name, $perm, $desc);
+    };
+    (@storage $storage:expr, $name:literal, $perm:expr, $desc:literal $(,)?) => {
         #[cfg(MODULE)]
         const _: () = {
             #[link_section = "__param"]
@@ -146,7 +156,7 @@ macro_rules! module_param_uint {
                     $crate::module_param::KernelParam::uint(
                         $crate::c_str!($name),
                         THIS_MODULE.as_ptr(),
-                        &$var,
+                        $storage,
                         $perm,
                     )
                 };
