@@ -8,7 +8,10 @@
 //!
 //! C counterpart: `drivers/md/dm-snap.c`.
 
-use kernel::{device_mapper::Registration, prelude::*};
+use kernel::{
+    device_mapper::{KcopydThrottle, Registration},
+    prelude::*,
+};
 
 pub mod dm_snap_core;
 #[path = "dm_snap/origin.rs"]
@@ -34,6 +37,17 @@ kernel::module_param_uint!(
     DEFAULT_COW_THRESHOLD,
     0o644,
     "Maximum number of chunks being copied on write"
+);
+
+/// The throttle of this module's kcopyd clients (C:
+/// `DECLARE_DM_KCOPYD_THROTTLE_WITH_MODULE_PARM(snapshot_copy_throttle, ...)`).
+static COPY_THROTTLE: KcopydThrottle = KcopydThrottle::new();
+
+kernel::module_param_uint!(
+    @storage COPY_THROTTLE.percentage(),
+    "snapshot_copy_throttle",
+    0o644,
+    "A percentage of time allocated for copy on write"
 );
 
 struct DmSnapshotRs {
