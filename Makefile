@@ -8,6 +8,7 @@
 #   make run              set up, build, boot and run the snapshot demo
 #   make check            every test against our module; ends "N passed, N failed"
 #   make check-reference  the same guest selftests against the C dm-snapshot.ko
+#   make check-debug      the guest selftests on a KASAN + kmemleak kernel
 #   make kernel / module  build steps alone
 #   make host-test        the host unit tests of the kernel-independent logic
 
@@ -15,7 +16,7 @@ ifneq ($(KERNELRELEASE),)
 include $(src)/Kbuild
 else
 
-.PHONY: run check check-reference kernel module host-test clean
+.PHONY: run check check-reference check-debug kernel module host-test clean
 
 run:
 	@scripts/run.sh
@@ -25,6 +26,9 @@ check:
 
 check-reference:
 	@DM_SNAP_IMPL=c scripts/check.sh
+
+check-debug:
+	@DM_SNAP_FLAVOR=debug scripts/check.sh
 
 kernel:
 	@scripts/build-kernel.sh

@@ -9,14 +9,25 @@
 # rebuilds exactly what depends on it. A run with nothing changed does not
 # call make at all.
 #
-# Usage: build-kernel.sh [extra-fragment...]   (prints the tree's path)
+# Usage: build-kernel.sh [debug]   (prints the tree's path)
+#
+# The debug flavour adds kernel/configs/dm_snap_rs_debug.config (KASAN,
+# kmemleak, SLUB and object debugging) and builds with clang 14 (LLVM=-14),
+# in a tree of its own.
 
 . "$(dirname "$0")/lib.sh"
 
-EXTRA_FRAGMENTS=("$@")
-for f in "${EXTRA_FRAGMENTS[@]}"; do FRAGMENT_KEY_EXTRA+=$(hash_files "$f"); done
-key=$(kernel_key)${FRAGMENT_KEY_EXTRA:+-$(echo "$FRAGMENT_KEY_EXTRA" | sha256sum | cut -c1-8)}
-KDIR=$CACHE/linux-$key
+flavor=${1:-default}
+case $flavor in
+default) EXTRA_FRAGMENTS=() llvm= prefix=linux- ;;
+debug)	EXTRA_FRAGMENTS=("$TOP/kernel/configs/dm_snap_rs_debug.config") llvm=-14 prefix=linux-debug- ;;
+*)	die "unknown flavour $flavor" ;;
+esac
+key=$(kernel_key)
+if [ ${#EXTRA_FRAGMENTS[@]} -gt 0 ]; then
+	key=$key-$(hash_files "${EXTRA_FRAGMENTS[@]}" | cut -c1-8)
+fi
+KDIR=$CACHE/$prefix$key
 
 [ -f "$KSRC_TARBALL" ] || die "$KSRC_TARBALL missing: run scripts/setup.sh"
 mkdir -p "$CACHE"
@@ -30,10 +41,11 @@ if [ ! -f "$KDIR/.dm-snap-unpacked" ]; then
 		log "applying $(basename "$p")"
 		patch -d "$KDIR.tmp" -p1 --quiet --forward < "$p" || die "patch $p failed"
 	done
+	printf '%s\n' "$llvm" > "$KDIR.tmp/.dm-snap-llvm"
 	touch "$KDIR.tmp/.dm-snap-unpacked"
 	mv "$KDIR.tmp" "$KDIR"
-	# Keep the three newest trees; the rest are stale.
-	ls -dt "$CACHE"/linux-*/ 2>/dev/null | grep -v -- '-dbg' | tail -n +4 | xargs -r rm -rf
+	# Keep the two newest trees of each flavour; the rest are stale.
+	ls -dt "$CACHE/$prefix"[0-9a-f]*/ 2>/dev/null | tail -n +3 | xargs -r rm -rf
 fi
 
 # Sync the overlay: copy only what differs, so mtimes of unchanged files stay.

@@ -10,9 +10,12 @@
 . "$(dirname "$0")/lib.sh"
 
 IMPL=${DM_SNAP_IMPL:-rust}
+# DM_SNAP_FLAVOR=debug: the KASAN/kmemleak kernel (make check-debug); the
+# lints and host tests, which do not depend on the kernel, are left out.
+FLAVOR=${DM_SNAP_FLAVOR:-default}
 GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params persist}
 RESULTS=$(mktemp -d /tmp/dm-snap-check.XXXXXX)
-pass=0 fail=0 skip=0
+pass=0 fail=0 skip=0 KDIR=
 
 result() { # result ok|fail|skip NAME [REASON]
 	case $1 in
@@ -24,14 +27,14 @@ result() { # result ok|fail|skip NAME [REASON]
 
 summary() {
 	echo
-	echo "implementation: $IMPL; logs in $RESULTS"
+	echo "implementation: $IMPL, kernel: $FLAVOR ($KDIR); logs in $RESULTS"
 	echo "$pass passed, $fail failed, $skip skipped"
 	[ "$fail" = 0 ]
 }
 
 # ---- set-up and build ----------------------------------------------------------
 "$TOP/scripts/setup.sh" || { result fail "set-up"; summary; exit 1; }
-if ! KDIR=$("$TOP/scripts/build-kernel.sh"); then
+if ! KDIR=$("$TOP/scripts/build-kernel.sh" "$FLAVOR"); then
 	result fail "kernel build"; summary; exit 1
 fi
 result ok "kernel build"
@@ -44,6 +47,7 @@ else
 	summary; exit 1
 fi
 
+if [ "$FLAVOR" = default ]; then
 # ---- host tests ----------------------------------------------------------------------
 if (cd "$TOP/host" && cargo test --quiet) > "$RESULTS/host-tests.log" 2>&1; then
 	n=$(awk '/^test result:/ {s += $4} END {print s + 0}' "$RESULTS/host-tests.log")
@@ -78,6 +82,8 @@ lint "cargo clippy (host)" cargo clippy --quiet --manifest-path "$TOP/host/Cargo
 "$TOP/scripts/unsafe-audit.sh" > "$RESULTS/unsafe-audit.log" 2>&1 && r=ok || r=fail
 cat "$RESULTS/unsafe-audit.log"
 result $r "unsafe audit"
+
+fi # default flavour
 
 # ---- guest selftests -----------------------------------------------------------------
 # run_group GROUP LIMIT [PHASE] [vm-run options...]

@@ -64,8 +64,12 @@ overlay_files() {
 # Points at the current kernel tree (source + in-tree build).
 kernel_dir() { echo "$CACHE/linux-$(kernel_key)"; }
 
+# The compiler a tree was configured with: empty for GCC, or an LLVM=
+# suffix such as -14 (Debian's clang-14, ld.lld-14, ...) for the debug flavour.
+tree_llvm() { cat "$KDIR/.dm-snap-llvm" 2>/dev/null || true; }
+
 make_kernel() {
-	make -C "$KDIR" -j"$JOBS" LLVM= RUSTC="$RUSTC" RUSTDOC="$RUSTDOC" \
+	make -C "$KDIR" -j"$JOBS" LLVM="$(tree_llvm)" RUSTC="$RUSTC" RUSTDOC="$RUSTDOC" \
 		RUSTFMT="$RUSTFMT" CLIPPY_DRIVER="$CLIPPY_DRIVER" BINDGEN="$BINDGEN" \
 		RUST_LIB_SRC="$RUST_LIB_SRC" "$@"
 }
