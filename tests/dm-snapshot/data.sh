@@ -30,8 +30,7 @@ t_origin_write() {
 	write_at "$ORIGIN" "$WORK/B" 1024          # 4 MiB at 1 MiB
 	same "$s" "$WORK/A"
 	# and the origin has the new data
-	head -c 1M "$WORK/A" > "$WORK/exp"
-	cat "$WORK/B" >> "$WORK/exp"
+	splice "$WORK/A" "$WORK/B" 1024 > "$WORK/exp"
 	same "$ORIGIN" "$WORK/exp"
 }
 
@@ -42,7 +41,7 @@ t_snapshot_write() {
 	pattern C 2 > "$WORK/C"
 	write_at "$s" "$WORK/C" 4096               # 2 MiB at 4 MiB
 	same "$ORIGIN" "$WORK/A"
-	{ head -c 4M "$WORK/A"; cat "$WORK/C"; tail -c +$((6 * 1048576 + 1)) "$WORK/A"; } > "$WORK/exp"
+	splice "$WORK/A" "$WORK/C" 4096 > "$WORK/exp"
 	same "$s" "$WORK/exp"
 }
 
@@ -54,9 +53,9 @@ t_partial_chunk_write() {
 	pattern D 1 | head -c 4096 > "$WORK/D"
 	write_at "$ORIGIN" "$WORK/D" 36
 	write_at "$s" "$WORK/D" 100
-	{ head -c 102400 "$WORK/A"; cat "$WORK/D"; tail -c +$((102400 + 4096 + 1)) "$WORK/A"; } > "$WORK/exp"
+	splice "$WORK/A" "$WORK/D" 100 > "$WORK/exp"
 	same "$s" "$WORK/exp"
-	{ head -c 36864 "$WORK/A"; cat "$WORK/D"; tail -c +$((36864 + 4096 + 1)) "$WORK/A"; } > "$WORK/exp"
+	splice "$WORK/A" "$WORK/D" 36 > "$WORK/exp"
 	same "$ORIGIN" "$WORK/exp"
 }
 
@@ -75,7 +74,7 @@ t_many_snapshots() {
 	same "$s1" "$WORK/A"
 	same "$s2" "$WORK/B"
 	same "$s3" "$WORK/C"
-	{ head -c 4M "$WORK/C"; cat "$WORK/D"; tail -c +$((12 * 1048576 + 1)) "$WORK/C"; } > "$WORK/exp"
+	splice "$WORK/C" "$WORK/D" 4096 > "$WORK/exp"
 	same "$ORIGIN" "$WORK/exp"
 }
 

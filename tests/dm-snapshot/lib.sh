@@ -159,6 +159,16 @@ write_at() {
 		conv=notrunc,fsync status=none
 }
 
+# splice BASE FILE OFFSET_KIB: BASE as it reads after write_at wrote FILE
+# over it at OFFSET_KIB, on stdout.
+splice() {
+	local off=$(($3 * 1024)) n
+	n=$(stat -c %s "$2")
+	head -c "$off" "$1"
+	cat "$2"
+	tail -c +$((off + n + 1)) "$1"
+}
+
 # same DEV FILE: DEV's first bytes (read with O_DIRECT) equal FILE.
 same() {
 	local n

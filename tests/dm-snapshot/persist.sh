@@ -18,8 +18,8 @@ layout() {
 	pattern A 16 > "$WORK/A"
 	pattern B 4 > "$WORK/B"
 	pattern C 1 > "$WORK/C"
-	{ head -c 2M "$WORK/A"; cat "$WORK/B"; tail -c +$((6 * 1048576 + 1)) "$WORK/A"; } > "$WORK/AB"
-	{ head -c 8M "$WORK/A"; cat "$WORK/C"; tail -c +$((9 * 1048576 + 1)) "$WORK/A"; } > "$WORK/AC"
+	splice "$WORK/A" "$WORK/B" 2048 > "$WORK/AB"
+	splice "$WORK/A" "$WORK/C" 8192 > "$WORK/AC"
 }
 
 t_phase1() {
