@@ -31,7 +31,7 @@ fi
 
 if ! command -v vng >/dev/null 2>&1; then
 	log "installing virtme-ng from PyPI"
-	python3 -m pip install --quiet virtme-ng 2>&1 | grep -v -i warning >&2 || true
+	python3 -m pip install --quiet virtme-ng==1.42 2>&1 | grep -v -i warning >&2 || true
 	hash -r
 	command -v vng >/dev/null 2>&1 || die "virtme-ng did not install"
 fi
