@@ -7,4 +7,5 @@
 //! and fuzzed on the host, and linked into the kernel module unchanged.
 
 pub mod chunk;
+pub mod disk;
 pub mod table;
