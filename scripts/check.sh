@@ -57,6 +57,14 @@ else
 	result fail "host unit tests"
 fi
 
+# A short fuzz run of the on-disk parser (scripts/fuzz.sh for longer ones).
+if "$TOP/scripts/fuzz.sh" 20 > "$RESULTS/fuzz.log" 2>&1; then
+	result ok "$(tail -n1 "$RESULTS/fuzz.log" | sed 's/ (log:.*//')"
+else
+	tail -n 20 "$RESULTS/fuzz.log"
+	result fail "fuzz: disk_metadata"
+fi
+
 # ---- static checks ---------------------------------------------------------------
 # lint NAME CMD...: a check passes when CMD succeeds and prints no warning.
 lint() {
@@ -79,6 +87,7 @@ lint "rustdoc (kernel crate with overlay)" make_kernel rustdoc
 lint "checkpatch --strict (patches and overlay)" "$TOP/scripts/checkpatch.sh" "$KDIR"
 lint "cargo fmt --check (host)" cargo fmt --manifest-path "$TOP/host/Cargo.toml" --check
 lint "cargo clippy (host)" cargo clippy --quiet --manifest-path "$TOP/host/Cargo.toml" --all-targets -- -D warnings
+lint "cargo fmt --check (fuzz targets)" cargo fmt --manifest-path "$TOP/host/fuzz/Cargo.toml" --check
 "$TOP/scripts/unsafe-audit.sh" > "$RESULTS/unsafe-audit.log" 2>&1 && r=ok || r=fail
 cat "$RESULTS/unsafe-audit.log"
 result $r "unsafe audit"
