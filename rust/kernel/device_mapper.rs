@@ -165,6 +165,8 @@ impl Target {
     /// mode, for the life of this target (`dm_get_device()`).
     pub fn get_device(&self, path: &CStr) -> Result<Device> {
         let ti = self.raw();
+        // By the type invariant `ti` is valid, hence not null.
+        let ti_nn = NonNull::new(ti).ok_or(EINVAL)?;
         let mut dev: *mut bindings::dm_dev = core::ptr::null_mut();
         // SAFETY: `ti` is valid by the type invariant, its table is set
         // before any constructor runs, `path` is NUL-terminated and `dev` is
@@ -181,7 +183,7 @@ impl Target {
         // of `ti`'s table, released by `Device::drop` with the same `ti`.
         Ok(Device {
             dev: NonNull::new(dev).ok_or(ENODEV)?,
-            ti: NonNull::new(ti).ok_or(EINVAL)?,
+            ti: ti_nn,
         })
     }
 
@@ -209,6 +211,12 @@ impl Target {
 ///
 /// Kept in the target's private data and dropped with it, in `dtr`, which
 /// releases it (`dm_put_device()`).
+///
+/// Known gap: nothing but this convention stops a `Device` from being moved
+/// somewhere that outlives its target (a global, another target), where
+/// dropping it would release it through a freed `dm_target`. Tying it to
+/// the table's lifetime (a reference-counted table, or a lifetime on the
+/// instance) is to come before the abstraction goes upstream.
 ///
 /// # Invariants
 ///
