@@ -18,7 +18,12 @@ if [ "$IMPL" = rust ]; then
 	dmesg | grep dm_snapshot_rs | tail -n 2
 fi
 if ! dmsetup targets | grep -q '^snapshot '; then
-	[ "$IMPL" = rust ] && echo "(dm_snapshot_rs does not register the snapshot targets yet: the rest of the demo uses the C reference dm-snapshot.ko)"
+	if [ "$IMPL" = rust ]; then
+		show dmsetup targets
+		echo "(dm_snapshot_rs registers snapshot-origin but not yet snapshot: the rest"
+		echo " of the demo uses the C reference dm-snapshot.ko, which cannot load beside it)"
+		show rmmod dm_snapshot_rs
+	fi
 	step "Load the C reference dm-snapshot.ko"
 	show insmod "$KDIR/drivers/md/dm-snapshot.ko"
 fi
