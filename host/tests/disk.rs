@@ -187,48 +187,18 @@ fn refuses_bad_exceptions() {
     let l = Layout::new(chunk(8), COW_SECTORS);
     let cs = 4096;
     let (mut dev, _, _) = image(&l, &[5, 6, 7]);
-    let area = &mut dev[cs..2 * cs];
-    l.write_exception(
-        area,
-        1,
-        DiskException {
+    for (new_chunk, err) in [
+        (5000, MetadataError::NewChunkBeyondDevice),
+        (258, MetadataError::NewChunkOnMetadata),
+        (1, MetadataError::NewChunkOnMetadata),
+    ] {
+        let e = DiskException {
             old_chunk: 6,
-            new_chunk: 5000,
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        load(&l, &dev).unwrap_err(),
-        MetadataError::NewChunkBeyondDevice
-    );
-    let area = &mut dev[cs..2 * cs];
-    l.write_exception(
-        area,
-        1,
-        DiskException {
-            old_chunk: 6,
-            new_chunk: 258,
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        load(&l, &dev).unwrap_err(),
-        MetadataError::NewChunkOnMetadata
-    );
-    let area = &mut dev[cs..2 * cs];
-    l.write_exception(
-        area,
-        1,
-        DiskException {
-            old_chunk: 6,
-            new_chunk: 1,
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        load(&l, &dev).unwrap_err(),
-        MetadataError::NewChunkOnMetadata
-    );
+            new_chunk,
+        };
+        l.write_exception(&mut dev[cs..2 * cs], 1, e).unwrap();
+        assert_eq!(load(&l, &dev).unwrap_err(), err, "{new_chunk}");
+    }
 }
 
 #[test]

@@ -175,6 +175,15 @@ pub fn check_header(header: &Header, cow_sectors: u64) -> Result<HeaderState, Me
     })
 }
 
+/// The byte offset of exception `index` in an area of `len` bytes.
+fn exception_offset(len: usize, index: u64) -> Result<usize, MetadataError> {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| i.checked_mul(EXCEPTION_SIZE))
+        .filter(|at| at + EXCEPTION_SIZE <= len)
+        .ok_or(MetadataError::Short)
+}
+
 /// One exception: the origin chunk and the COW chunk holding its old data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskException {
@@ -233,11 +242,7 @@ impl Layout {
 
     /// Reads exception `index` of an area.
     pub fn read_exception(&self, area: &[u8], index: u64) -> Result<DiskException, MetadataError> {
-        let at = usize::try_from(index)
-            .ok()
-            .and_then(|i| i.checked_mul(EXCEPTION_SIZE))
-            .filter(|at| at + EXCEPTION_SIZE <= area.len())
-            .ok_or(MetadataError::Short)?;
+        let at = exception_offset(area.len(), index)?;
         Ok(DiskException {
             old_chunk: le64(area, at),
             new_chunk: le64(area, at + 8),
@@ -251,11 +256,7 @@ impl Layout {
         index: u64,
         e: DiskException,
     ) -> Result<(), MetadataError> {
-        let at = usize::try_from(index)
-            .ok()
-            .and_then(|i| i.checked_mul(EXCEPTION_SIZE))
-            .filter(|at| at + EXCEPTION_SIZE <= area.len())
-            .ok_or(MetadataError::Short)?;
+        let at = exception_offset(area.len(), index)?;
         area[at..at + 8].copy_from_slice(&e.old_chunk.to_le_bytes());
         area[at + 8..at + 16].copy_from_slice(&e.new_chunk.to_le_bytes());
         Ok(())
