@@ -34,6 +34,8 @@ summary() {
 
 # ---- set-up and build ----------------------------------------------------------
 "$TOP/scripts/setup.sh" || { result fail "set-up"; summary; exit 1; }
+# Again: set-up may just have installed the toolchain lib.sh looks for.
+. "$TOP/scripts/lib.sh"
 if ! KDIR=$("$TOP/scripts/build-kernel.sh" "$FLAVOR"); then
 	result fail "kernel build"; summary; exit 1
 fi

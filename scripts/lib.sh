@@ -7,6 +7,7 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Caches live outside the repository.
 # Not under /var or /tmp: virtme-ng hides those from the guest behind tmpfs.
 CACHE=${DM_SNAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dm-snap-rs}
+mkdir -p "$CACHE"
 KSRC_TARBALL=${KSRC_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
 FRAGMENT=$TOP/kernel/configs/dm_snap_rs.config
 

@@ -7,6 +7,8 @@
 . "$(dirname "$0")/lib.sh"
 
 "$TOP/scripts/setup.sh"
+# Again: set-up may just have installed the toolchain lib.sh looks for.
+. "$TOP/scripts/lib.sh"
 KDIR=$("$TOP/scripts/build-kernel.sh")
 "$TOP/scripts/build-module.sh" "$KDIR" >/dev/null
 out=$(mktemp -d /tmp/dm-snap-run.XXXXXX)

@@ -19,8 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	log "installing Debian packages: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq "${missing[@]}" > "$CACHE.apt.log" 2>&1 ||
-		{ tail -n 20 "$CACHE.apt.log" >&2; die "apt-get install failed"; }
+	apt-get install -y -qq "${missing[@]}" > "$CACHE/apt.log" 2>&1 ||
+		{ tail -n 20 "$CACHE/apt.log" >&2; die "apt-get install failed"; }
 fi
 
 if ! "$BINDGEN" --version 2>/dev/null | grep -q '0\.69\.5'; then
@@ -36,5 +36,6 @@ if ! command -v vng >/dev/null 2>&1; then
 	command -v vng >/dev/null 2>&1 || die "virtme-ng did not install"
 fi
 
+. "$TOP/scripts/lib.sh"
 [ -f "$KSRC_TARBALL" ] || die "$KSRC_TARBALL missing after install"
 [ -d "$RUST_LIB_SRC" ] || die "Rust library sources missing (rust-web-src)"
