@@ -22,3 +22,8 @@ sector_t rust_helper_bdev_nr_sectors(struct block_device *bdev)
 {
 	return bdev_nr_sectors(bdev);
 }
+
+unsigned int rust_helper_bdev_logical_block_size(struct block_device *bdev)
+{
+	return bdev_logical_block_size(bdev);
+}
