@@ -11,7 +11,7 @@
 
 use crate::{
     bindings,
-    bio::Bio,
+    bio::{Bio, OwnedBio},
     error::{code::*, to_result, Error, Result, VTABLE_DEFAULT_ERROR},
     ffi::{c_char, c_int, c_uint, c_void},
     init::pin_init_from_closure,
@@ -21,29 +21,121 @@ use crate::{
     types::Opaque,
     ThisModule,
 };
-use core::{fmt, marker::PhantomData, ptr::NonNull};
+use core::{
+    fmt,
+    marker::PhantomData,
+    ops::{Deref, DerefMut},
+    ptr::NonNull,
+};
+
+pub mod dm_io;
+pub mod kcopyd;
 
 /// What device-mapper does with a bio after `map` (`DM_MAPIO_*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The variants that give the bio back to device-mapper carry it, so a
+/// target cannot both keep a bio and return it.
 pub enum MapResult {
     /// The target took the bio and will complete or submit it itself.
     Submitted,
     /// The bio was remapped; device-mapper submits it.
-    Remapped,
+    Remapped(MapBio),
     /// Device-mapper requeues the bio.
-    Requeue,
+    Requeue(MapBio),
     /// Device-mapper fails the bio with an I/O error.
-    Kill,
+    Kill(MapBio),
 }
 
-impl MapResult {
-    fn to_c(self) -> c_int {
-        (match self {
-            MapResult::Submitted => bindings::DM_MAPIO_SUBMITTED,
-            MapResult::Remapped => bindings::DM_MAPIO_REMAPPED,
-            MapResult::Requeue => bindings::DM_MAPIO_REQUEUE,
-            MapResult::Kill => bindings::DM_MAPIO_KILL,
-        }) as c_int
+/// A bio handed to a target's `map`.
+///
+/// The target either returns it to device-mapper in a [`MapResult`] or takes
+/// it over with [`MapBio::into_owned`] and returns [`MapResult::Submitted`].
+pub struct MapBio {
+    bio: OwnedBio,
+}
+
+impl MapBio {
+    /// Takes the bio over: the target now submits or completes it.
+    pub fn into_owned(self) -> OwnedBio {
+        self.bio
+    }
+
+    /// Shortens the bio to its first `sectors` sectors; device-mapper sends
+    /// the rest in another bio (`dm_accept_partial_bio()`).
+    ///
+    /// Does nothing unless `0 < sectors < self.sectors()`, or for a flush.
+    pub fn accept_partial(&mut self, sectors: u32) {
+        if sectors == 0 || sectors >= self.bio.sectors() || self.bio.is_preflush() {
+            return;
+        }
+        // SAFETY: The bio is a clone device-mapper handed to `map` (the only
+        // place a `MapBio` is made), not a duplicated flush or discard bio,
+        // and `sectors` is below its size.
+        unsafe { bindings::dm_accept_partial_bio(self.bio.as_raw(), sectors) };
+    }
+
+    /// Which copy of a duplicated bio (flush, discard) this is, from 0
+    /// (`dm_bio_get_target_bio_nr()`).
+    pub fn target_bio_nr(&self) -> u32 {
+        // SAFETY: The bio is a device-mapper clone.
+        unsafe { bindings::dm_bio_get_target_bio_nr(self.bio.as_raw()) }
+    }
+}
+
+impl From<MapBio> for OwnedBio {
+    fn from(bio: MapBio) -> OwnedBio {
+        bio.bio
+    }
+}
+
+impl Deref for MapBio {
+    type Target = Bio;
+
+    fn deref(&self) -> &Bio {
+        &self.bio
+    }
+}
+
+impl DerefMut for MapBio {
+    fn deref_mut(&mut self) -> &mut Bio {
+        &mut self.bio
+    }
+}
+
+/// A completed bio handed to a target's `end_io`.
+pub struct EndIoBio {
+    bio: OwnedBio,
+    error: bool,
+}
+
+/// Proof that a target took over a bio in `end_io`.
+pub struct Taken(());
+
+/// What device-mapper does with a bio after `end_io` (`DM_ENDIO_*`).
+pub enum EndIoResult {
+    /// Device-mapper completes the bio.
+    Done(EndIoBio),
+    /// The target took the bio and completes it again later.
+    Incomplete(Taken),
+}
+
+impl EndIoBio {
+    /// Whether the bio failed.
+    pub fn is_error(&self) -> bool {
+        self.error
+    }
+
+    /// Takes the bio over; completing it later calls `end_io` again.
+    pub fn take(self) -> (OwnedBio, Taken) {
+        (self.bio, Taken(()))
+    }
+}
+
+impl Deref for EndIoBio {
+    type Target = Bio;
+
+    fn deref(&self) -> &Bio {
+        &self.bio
     }
 }
 
@@ -200,10 +292,46 @@ impl Target {
         unsafe { (*self.raw()).num_discard_bios = n };
     }
 
-    /// Sets the size of the per-bio data device-mapper reserves for us.
-    pub fn set_per_io_data_size(&mut self, n: u32) {
-        // SAFETY: As for `set_num_flush_bios`.
-        unsafe { (*self.raw()).per_io_data_size = n };
+    /// Splits bios so that none crosses a multiple of `sectors`
+    /// (`dm_set_target_max_io_len()`).
+    pub fn set_max_io_len(&mut self, sectors: u32) -> Result {
+        // SAFETY: `&mut self` means the target is being constructed.
+        to_result(unsafe { bindings::dm_set_target_max_io_len(self.raw(), sectors.into()) })
+    }
+
+    /// The size of the table the target belongs to, in sectors.
+    pub fn table_size(&self) -> u64 {
+        // SAFETY: `ti` is valid and its table outlives it.
+        unsafe { bindings::dm_table_get_size((*self.raw()).table) }
+    }
+
+    /// Tells user space that the target's state changed (`dm_table_event()`),
+    /// e.g. that a snapshot became invalid.
+    pub fn event(&self) {
+        // SAFETY: `ti` is valid and its table outlives it.
+        unsafe { bindings::dm_table_event((*self.raw()).table) };
+    }
+}
+
+/// The queue limits a target may adjust in `io_hints` (`struct queue_limits`).
+#[repr(transparent)]
+pub struct QueueLimits(Opaque<bindings::queue_limits>);
+
+impl QueueLimits {
+    fn raw(&mut self) -> &mut bindings::queue_limits {
+        // SAFETY: A `&mut QueueLimits` is only made in `io_hints_callback`,
+        // from the limits device-mapper hands over for the call.
+        unsafe { &mut *self.0.get() }
+    }
+
+    /// Sets the discard granularity.
+    pub fn set_discard_granularity(&mut self, n: u32) {
+        self.raw().discard_granularity = n;
+    }
+
+    /// Sets the largest discard the hardware side accepts, in sectors.
+    pub fn set_max_hw_discard_sectors(&mut self, n: u32) {
+        self.raw().max_hw_discard_sectors = n;
     }
 }
 
@@ -251,6 +379,23 @@ impl Device {
     pub fn sectors(&self) -> u64 {
         // SAFETY: `bdev` is valid while the device is open.
         unsafe { bindings::bdev_nr_sectors(self.raw().bdev) }
+    }
+
+    /// The logical block size of the device in bytes.
+    pub fn logical_block_size(&self) -> u32 {
+        // SAFETY: `bdev` is valid while the device is open.
+        unsafe { bindings::bdev_logical_block_size(self.raw().bdev) }
+    }
+
+    /// The device number (`dev_t`) of the block device.
+    pub fn dev_t(&self) -> u32 {
+        // SAFETY: `bdev` is valid while the device is open.
+        unsafe { (*self.raw().bdev).bd_dev }
+    }
+
+    /// A range of `count` sectors from `sector` on this device, for kcopyd.
+    pub fn region(&self, sector: u64, count: u64) -> kcopyd::Region {
+        kcopyd::Region::new(self.raw().bdev, sector, count)
     }
 
     /// Whether both refer to the same block device.
@@ -328,14 +473,36 @@ impl IterateDevices {
 /// every CPU that maps bios, and dropped by `dtr`.
 #[macros::vtable]
 pub trait TargetOperations: Sized + Send + Sync {
+    /// Data shared by all instances of the target type, given when the type
+    /// is registered (for example a registry of devices).
+    type Shared: Send + Sync;
+
+    /// State kept with each bio from `map` to `end_io` (per-bio data). It
+    /// starts as `Default::default()` for every bio.
+    type PerBio: Default + Send;
+
     /// Builds an instance from the table line's arguments (`ctr`).
-    fn ctr(target: &mut Target, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError>;
+    fn ctr(
+        target: &mut Target,
+        args: &Args<'_>,
+        shared: &Self::Shared,
+    ) -> Result<Pin<KBox<Self>>, CtrError>;
 
     /// Maps a bio (`map`).
-    fn map(&self, target: &Target, bio: &mut Bio) -> MapResult;
+    fn map(&self, target: &Target, bio: MapBio, data: &mut Self::PerBio) -> MapResult;
+
+    /// Sees a bio complete (`end_io`); `data` is what `map` left.
+    fn end_io(&self, _target: &Target, _bio: EndIoBio, _data: Self::PerBio) -> EndIoResult {
+        crate::build_error(VTABLE_DEFAULT_ERROR)
+    }
 
     /// Writes a status line (`status`).
     fn status(&self, _target: &Target, _kind: StatusType, _out: &mut StatusWriter<'_>) {
+        crate::build_error(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Handles a `dmsetup message` (`message`); output goes to `out`.
+    fn message(&self, _target: &Target, _args: &Args<'_>, _out: &mut StatusWriter<'_>) -> Result {
         crate::build_error(VTABLE_DEFAULT_ERROR)
     }
 
@@ -343,11 +510,41 @@ pub trait TargetOperations: Sized + Send + Sync {
     fn iterate_devices(&self, _target: &Target, _callout: &mut IterateDevices) -> c_int {
         crate::build_error(VTABLE_DEFAULT_ERROR)
     }
+
+    /// Adjusts the queue limits of the mapped device (`io_hints`).
+    fn io_hints(&self, _target: &Target, _limits: &mut QueueLimits) {
+        crate::build_error(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Called before the device is suspended (`presuspend`).
+    fn presuspend(&self, _target: &Target) {
+        crate::build_error(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Called once the device is suspended (`postsuspend`).
+    fn postsuspend(&self, _target: &Target) {
+        crate::build_error(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Called before the device resumes; an error keeps it suspended
+    /// (`preresume`).
+    fn preresume(&self, _target: &Target) -> Result {
+        crate::build_error(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Called when the device resumes (`resume`).
+    fn resume(&self, _target: &Target) {
+        crate::build_error(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 struct Callbacks<T>(PhantomData<T>);
 
 impl<T: TargetOperations> Callbacks<T> {
+    /// The per-bio data size we ask for: `PerBio`, rounded up so that
+    /// device-mapper places it 8-byte aligned.
+    const PER_BIO_SIZE: usize = (core::mem::size_of::<T::PerBio>() + 7) & !7;
+
     /// # Safety
     ///
     /// `ti` must be a valid target whose `private` was set by `ctr_callback`.
@@ -359,6 +556,16 @@ impl<T: TargetOperations> Callbacks<T> {
 
     /// # Safety
     ///
+    /// `bio` must be a clone device-mapper passes to `map` or `end_io` of a
+    /// target built by `ctr_callback`, which sized its per-bio data.
+    unsafe fn per_bio(bio: *mut bindings::bio) -> *mut T::PerBio {
+        // SAFETY: device-mapper reserved `PER_BIO_SIZE` bytes before the
+        // clone, 8-byte aligned (checked in `ctr_callback`).
+        unsafe { bindings::dm_per_bio_data(bio, Self::PER_BIO_SIZE).cast() }
+    }
+
+    /// # Safety
+    ///
     /// Called by device-mapper only: `ti` is a target being constructed and
     /// `argv` holds `argc` valid NUL-terminated strings.
     unsafe extern "C" fn ctr_callback(
@@ -366,22 +573,35 @@ impl<T: TargetOperations> Callbacks<T> {
         argc: c_uint,
         argv: *mut *mut c_char,
     ) -> c_int {
+        crate::build_assert!(core::mem::align_of::<T::PerBio>() <= 8);
         let args: &[*mut c_char] = if argc == 0 || argv.is_null() {
             &[]
         } else {
             // SAFETY: device-mapper passes `argc` valid argument pointers.
             unsafe { core::slice::from_raw_parts(argv, argc as usize) }
         };
+        // SAFETY: `ti->type` is the `target_type` inside the registration
+        // that registered these callbacks, which outlives every instance.
+        let reg = unsafe {
+            &*crate::container_of!(
+                (*ti).type_.cast::<Opaque<bindings::target_type>>(),
+                Registration<T>,
+                tt
+            )
+        };
         // SAFETY: device-mapper passes a valid target it does not touch while
         // the constructor runs.
         let target = unsafe { Target::from_raw_mut(ti) };
-        match T::ctr(target, &Args { args }) {
+        match T::ctr(target, &Args { args }, &reg.shared) {
             Ok(private) => {
                 // SAFETY: The instance stays pinned: it is only reached
                 // through `&T` and reclaimed as a pinned box in `dtr_callback`.
                 let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(private) });
                 // SAFETY: `ti` is valid and ours while constructing.
-                unsafe { (*ti).private = raw.cast() };
+                unsafe {
+                    (*ti).private = raw.cast();
+                    (*ti).per_io_data_size = Self::PER_BIO_SIZE as c_uint;
+                }
                 0
             }
             Err(e) => {
@@ -412,11 +632,80 @@ impl<T: TargetOperations> Callbacks<T> {
         ti: *mut bindings::dm_target,
         bio: *mut bindings::bio,
     ) -> c_int {
+        // SAFETY: device-mapper passes a bio clone with our per-bio data,
+        // which nobody else uses; it starts as the default.
+        let data = unsafe {
+            let data = Self::per_bio(bio);
+            data.write(T::PerBio::default());
+            &mut *data
+        };
         // SAFETY: device-mapper passes a constructed target and a bio that the
         // target owns until it returns or completes it.
-        let (target, private, bio) =
-            unsafe { (Target::from_raw(ti), Self::private(ti), Bio::from_raw(bio)) };
-        T::map(private, target, bio).to_c()
+        let (target, private, bio) = unsafe {
+            (
+                Target::from_raw(ti),
+                Self::private(ti),
+                OwnedBio::from_raw(bio),
+            )
+        };
+        let (r, kept) = match T::map(private, target, MapBio { bio }, data) {
+            MapResult::Submitted => (bindings::DM_MAPIO_SUBMITTED, None),
+            MapResult::Remapped(b) => (bindings::DM_MAPIO_REMAPPED, Some(b)),
+            MapResult::Requeue(b) => (bindings::DM_MAPIO_REQUEUE, Some(b)),
+            MapResult::Kill(b) => (bindings::DM_MAPIO_KILL, Some(b)),
+        };
+        if let Some(b) = kept {
+            let raw = b.into_owned().into_raw();
+            if r != bindings::DM_MAPIO_REMAPPED {
+                // SAFETY: device-mapper frees a killed or requeued clone
+                // without calling `end_io`, so the per-bio data ends here.
+                unsafe { core::ptr::drop_in_place(Self::per_bio(raw)) };
+            }
+        }
+        r as c_int
+    }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper only, for a constructed target and a clone
+    /// that went through `map_callback`; `error` points to its status.
+    unsafe extern "C" fn end_io_callback(
+        ti: *mut bindings::dm_target,
+        bio: *mut bindings::bio,
+        error: *mut bindings::blk_status_t,
+    ) -> c_int {
+        // SAFETY: `map_callback` initialised the per-bio data, and a taken
+        // bio gets a fresh default before it can complete again.
+        let data = unsafe {
+            let p = Self::per_bio(bio);
+            let d = p.read();
+            p.write(T::PerBio::default());
+            d
+        };
+        if !T::HAS_END_IO {
+            drop(data);
+            return bindings::DM_ENDIO_DONE as c_int;
+        }
+        // SAFETY: device-mapper passes a constructed target, a valid status
+        // and a bio that is ours for the call.
+        let (target, private, ebio) = unsafe {
+            (
+                Target::from_raw(ti),
+                Self::private(ti),
+                EndIoBio {
+                    bio: OwnedBio::from_raw(bio),
+                    error: *error != 0,
+                },
+            )
+        };
+        match T::end_io(private, target, ebio, data) {
+            EndIoResult::Done(b) => {
+                // device-mapper completes the bio: give it back.
+                let _ = b.bio.into_raw();
+                bindings::DM_ENDIO_DONE as c_int
+            }
+            EndIoResult::Incomplete(_) => bindings::DM_ENDIO_INCOMPLETE as c_int,
+        }
     }
 
     /// # Safety
@@ -450,6 +739,42 @@ impl<T: TargetOperations> Callbacks<T> {
 
     /// # Safety
     ///
+    /// Called by device-mapper only, for a constructed target, `argc` valid
+    /// argument strings and a `result` buffer of `maxlen` bytes.
+    unsafe extern "C" fn message_callback(
+        ti: *mut bindings::dm_target,
+        argc: c_uint,
+        argv: *mut *mut c_char,
+        result: *mut c_char,
+        maxlen: c_uint,
+    ) -> c_int {
+        let args: &[*mut c_char] = if argc == 0 || argv.is_null() {
+            &[]
+        } else {
+            // SAFETY: device-mapper passes `argc` valid argument pointers.
+            unsafe { core::slice::from_raw_parts(argv, argc as usize) }
+        };
+        let mut empty = [0u8; 1];
+        let buf: &mut [u8] = if result.is_null() || maxlen == 0 {
+            &mut empty
+        } else {
+            // SAFETY: device-mapper passes a buffer of `maxlen` bytes that is
+            // ours for the call.
+            unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) }
+        };
+        buf[0] = 0;
+        let mut out = StatusWriter { buf, len: 0 };
+        // SAFETY: `ti` is a constructed target.
+        let (target, private) = unsafe { (Target::from_raw(ti), Self::private(ti)) };
+        match T::message(private, target, &Args { args }, &mut out) {
+            Ok(()) if out.len > 0 => 1,
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
     /// Called by device-mapper only, for a constructed target, with its own
     /// callout and data.
     unsafe extern "C" fn iterate_devices_callback(
@@ -462,10 +787,69 @@ impl<T: TargetOperations> Callbacks<T> {
         let (target, private) = unsafe { (Target::from_raw(ti), Self::private(ti)) };
         T::iterate_devices(private, target, &mut it)
     }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper only, for a constructed target and limits
+    /// that are ours for the call.
+    unsafe extern "C" fn io_hints_callback(
+        ti: *mut bindings::dm_target,
+        limits: *mut bindings::queue_limits,
+    ) {
+        // SAFETY: `ti` is a constructed target; `limits` is valid and ours
+        // for the call, and `QueueLimits` is a transparent wrapper.
+        let (target, private, limits) = unsafe {
+            (
+                Target::from_raw(ti),
+                Self::private(ti),
+                &mut *limits.cast::<QueueLimits>(),
+            )
+        };
+        T::io_hints(private, target, limits);
+    }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper only, for a constructed target.
+    unsafe extern "C" fn presuspend_callback(ti: *mut bindings::dm_target) {
+        // SAFETY: `ti` is a constructed target.
+        let (target, private) = unsafe { (Target::from_raw(ti), Self::private(ti)) };
+        T::presuspend(private, target);
+    }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper only, for a constructed target.
+    unsafe extern "C" fn postsuspend_callback(ti: *mut bindings::dm_target) {
+        // SAFETY: `ti` is a constructed target.
+        let (target, private) = unsafe { (Target::from_raw(ti), Self::private(ti)) };
+        T::postsuspend(private, target);
+    }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper only, for a constructed target.
+    unsafe extern "C" fn preresume_callback(ti: *mut bindings::dm_target) -> c_int {
+        // SAFETY: `ti` is a constructed target.
+        let (target, private) = unsafe { (Target::from_raw(ti), Self::private(ti)) };
+        match T::preresume(private, target) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// Called by device-mapper only, for a constructed target.
+    unsafe extern "C" fn resume_callback(ti: *mut bindings::dm_target) {
+        // SAFETY: `ti` is a constructed target.
+        let (target, private) = unsafe { (Target::from_raw(ti), Self::private(ti)) };
+        T::resume(private, target);
+    }
 }
 
 /// The registration of a target type (`dm_register_target()`), undone when
-/// dropped.
+/// dropped, with the data its instances share.
 ///
 /// # Invariants
 ///
@@ -474,28 +858,39 @@ impl<T: TargetOperations> Callbacks<T> {
 pub struct Registration<T: TargetOperations> {
     #[pin]
     tt: Opaque<bindings::target_type>,
+    shared: T::Shared,
     _t: PhantomData<T>,
 }
 
-// SAFETY: The registration is only touched by device-mapper, which does its
-// own locking, and by `drop`.
+// SAFETY: The target type is only touched by device-mapper, which does its
+// own locking, and by `drop`; the shared data is `Send`.
 unsafe impl<T: TargetOperations> Send for Registration<T> {}
-// SAFETY: `&Registration` offers no access to the target type.
+// SAFETY: `&Registration` only gives access to the shared data, which is
+// `Sync`.
 unsafe impl<T: TargetOperations> Sync for Registration<T> {}
 
 impl<T: TargetOperations> Registration<T> {
-    /// Registers target type `name` with `version`, owned by `module`.
+    /// Registers target type `name` with `version`, owned by `module`, whose
+    /// instances share `shared`.
     ///
     /// Fails with `EEXIST` if another module has registered the name.
     pub fn new(
         name: &'static CStr,
         version: [u32; 3],
         module: &'static ThisModule,
+        shared: T::Shared,
     ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            tt <- Self::register(name, version, module),
+            shared,
             _t: PhantomData,
+            // The type is registered last, once `shared` is in place.
+            tt <- Self::register(name, version, module),
         })
+    }
+
+    /// The data the instances share.
+    pub fn shared(&self) -> &T::Shared {
+        &self.shared
     }
 
     fn register(
@@ -516,14 +911,36 @@ impl<T: TargetOperations> Registration<T> {
             t.ctr = Some(Callbacks::<T>::ctr_callback);
             t.dtr = Some(Callbacks::<T>::dtr_callback);
             t.map = Some(Callbacks::<T>::map_callback);
+            if T::HAS_END_IO || core::mem::needs_drop::<T::PerBio>() {
+                t.end_io = Some(Callbacks::<T>::end_io_callback);
+            }
             if T::HAS_STATUS {
                 t.status = Some(Callbacks::<T>::status_callback);
+            }
+            if T::HAS_MESSAGE {
+                t.message = Some(Callbacks::<T>::message_callback);
             }
             if T::HAS_ITERATE_DEVICES {
                 t.iterate_devices = Some(Callbacks::<T>::iterate_devices_callback);
             }
+            if T::HAS_IO_HINTS {
+                t.io_hints = Some(Callbacks::<T>::io_hints_callback);
+            }
+            if T::HAS_PRESUSPEND {
+                t.presuspend = Some(Callbacks::<T>::presuspend_callback);
+            }
+            if T::HAS_POSTSUSPEND {
+                t.postsuspend = Some(Callbacks::<T>::postsuspend_callback);
+            }
+            if T::HAS_PRERESUME {
+                t.preresume = Some(Callbacks::<T>::preresume_callback);
+            }
+            if T::HAS_RESUME {
+                t.resume = Some(Callbacks::<T>::resume_callback);
+            }
             // SAFETY: `tt` is a fully set up target type in pinned memory
-            // that stays registered until `drop` (type invariant).
+            // that stays registered until `drop` (type invariant), inside a
+            // `Registration<T>` whose `shared` is initialised.
             to_result(unsafe { bindings::dm_register_target(tt) })
         };
         // SAFETY: The closure initialises the slot completely on success and

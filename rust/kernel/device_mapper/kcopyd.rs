@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kcopyd: asynchronous copies and zeroing between block devices, run by a
+//! kernel thread on behalf of a client.
+//!
+//! Each job carries a context that the job owns until its completion gets
+//! it back, so a completion can neither be lost nor run twice.
+//!
+//! C header: [`include/linux/dm-kcopyd.h`](srctree/include/linux/dm-kcopyd.h)
+
+use super::KcopydThrottle;
+use crate::{
+    bindings,
+    error::{code::*, from_err_ptr, Result},
+    ffi::{c_int, c_ulong, c_void},
+    types::ForeignOwnable,
+};
+use core::{marker::PhantomData, mem::ManuallyDrop, ptr::NonNull};
+
+/// The most destinations one copy may have (`DM_KCOPYD_MAX_REGIONS`).
+pub const MAX_REGIONS: usize = bindings::DM_KCOPYD_MAX_REGIONS as usize;
+
+/// A range of sectors on a block device (`struct dm_io_region`), made by
+/// [`super::Device::region`].
+///
+/// # Invariants
+///
+/// `bdev` is an open block device; the holder of the [`super::Device`] it
+/// came from keeps it open while jobs on it run (see [`Client`]).
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct Region(bindings::dm_io_region);
+
+impl Region {
+    pub(super) fn new(bdev: *mut bindings::block_device, sector: u64, count: u64) -> Self {
+        Self(bindings::dm_io_region {
+            bdev,
+            sector,
+            count,
+        })
+    }
+
+    /// The first sector.
+    pub fn sector(&self) -> u64 {
+        self.0.sector
+    }
+
+    /// The number of sectors.
+    pub fn count(&self) -> u64 {
+        self.0.count
+    }
+
+    pub(super) fn as_raw(&mut self) -> *mut bindings::dm_io_region {
+        &mut self.0
+    }
+}
+
+/// What runs when a job ends, and the context it gets back.
+///
+/// Implemented by the context's pointee type; `Ptr` is the owning pointer
+/// the job holds ([`crate::alloc::KBox`], [`crate::sync::Arc`],
+/// [`crate::mempool::PoolBox`], ...).
+pub trait Completion {
+    /// The owning pointer to the context.
+    type Ptr: ForeignOwnable + Send;
+
+    /// Called in the kcopyd thread when the job ends. `read_err` tells
+    /// whether reading the source failed, `write_err` has one bit set per
+    /// destination that failed. It may sleep briefly but must not wait for
+    /// other jobs of the same client.
+    fn complete(ctx: Self::Ptr, read_err: bool, write_err: u64);
+}
+
+/// # Safety
+///
+/// Called by kcopyd only, once per job, with the context `into_foreign`
+/// gave it.
+unsafe extern "C" fn notify<C: Completion>(read_err: c_int, write_err: c_ulong, ctx: *mut c_void) {
+    // SAFETY: `ctx` came from `C::Ptr::into_foreign` when the job was
+    // started and kcopyd hands it back exactly once.
+    let ctx = unsafe { C::Ptr::from_foreign(ctx) };
+    C::complete(ctx, read_err != 0, write_err as u64);
+}
+
+/// A kcopyd client (`struct dm_kcopyd_client`): its own thread pool, page
+/// reserve and throttle.
+///
+/// Dropping the client waits until every job it started has completed
+/// (`dm_kcopyd_client_destroy()`); so a completion must never drop the last
+/// owner of its client. The devices of the regions must stay open until
+/// then: keep the client in the same structure as the devices, declared
+/// before them so it is dropped first.
+///
+/// # Invariants
+///
+/// `kc` was returned by `dm_kcopyd_client_create()` and is destroyed only in
+/// `drop`.
+pub struct Client {
+    kc: NonNull<bindings::dm_kcopyd_client>,
+}
+
+// SAFETY: A kcopyd client may be used from any thread; it has its own locks.
+unsafe impl Send for Client {}
+// SAFETY: As for `Send`.
+unsafe impl Sync for Client {}
+
+impl Client {
+    /// Creates a client whose copies are throttled by `throttle`.
+    pub fn new(throttle: &'static KcopydThrottle) -> Result<Self> {
+        // SAFETY: `throttle` has the layout of `struct dm_kcopyd_throttle`
+        // and lives forever.
+        let kc = from_err_ptr(unsafe { bindings::dm_kcopyd_client_create(throttle.as_raw()) })?;
+        // INVARIANT: The client was just created.
+        Ok(Self {
+            kc: NonNull::new(kc).ok_or(ENOMEM)?,
+        })
+    }
+
+    /// Copies `from` to every region of `to` (at most [`MAX_REGIONS`]);
+    /// `C::complete` gets `ctx` back when the copy ends.
+    ///
+    /// May sleep for memory (`GFP_NOIO`), never fails for want of it. Fails
+    /// with `EINVAL`, giving `ctx` back, for no or too many destinations.
+    pub fn copy<C: Completion>(
+        &self,
+        from: &Region,
+        to: &[Region],
+        ctx: C::Ptr,
+    ) -> core::result::Result<(), C::Ptr> {
+        if to.is_empty() || to.len() > MAX_REGIONS {
+            return Err(ctx);
+        }
+        let mut dests = [Region::new(core::ptr::null_mut(), 0, 0); MAX_REGIONS];
+        for (d, s) in dests.iter_mut().zip(to) {
+            *d = *s;
+        }
+        let mut src = *from;
+        // SAFETY: By the type invariant `kc` is live; the regions are valid
+        // (kcopyd copies them before returning); the context is given to
+        // kcopyd, which passes it to `notify::<C>` once.
+        unsafe {
+            bindings::dm_kcopyd_copy(
+                self.kc.as_ptr(),
+                &mut src.0,
+                to.len() as u32,
+                dests.as_mut_ptr().cast(),
+                0,
+                Some(notify::<C>),
+                ctx.into_foreign().cast_mut(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Writes zeroes to every region of `to` (at most [`MAX_REGIONS`]);
+    /// `C::complete` gets `ctx` back when done.
+    pub fn zero<C: Completion>(
+        &self,
+        to: &[Region],
+        ctx: C::Ptr,
+    ) -> core::result::Result<(), C::Ptr> {
+        if to.is_empty() || to.len() > MAX_REGIONS {
+            return Err(ctx);
+        }
+        let mut dests = [Region::new(core::ptr::null_mut(), 0, 0); MAX_REGIONS];
+        for (d, s) in dests.iter_mut().zip(to) {
+            *d = *s;
+        }
+        // SAFETY: As for `copy`.
+        unsafe {
+            bindings::dm_kcopyd_zero(
+                self.kc.as_ptr(),
+                to.len() as u32,
+                dests.as_mut_ptr().cast(),
+                0,
+                Some(notify::<C>),
+                ctx.into_foreign().cast_mut(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Prepares a completion to be run later in the kcopyd thread, from any
+    /// context, interrupts included (`dm_kcopyd_prepare_callback()`). May
+    /// sleep for memory (`GFP_NOIO`) but does not fail.
+    pub fn prepare_callback<C: Completion>(&self, ctx: C::Ptr) -> PreparedCallback<C> {
+        let ctx = ctx.into_foreign();
+        // SAFETY: By the type invariant `kc` is live; the context is given
+        // to the job, which passes it to `notify::<C>` once it is run.
+        let job = unsafe {
+            bindings::dm_kcopyd_prepare_callback(
+                self.kc.as_ptr(),
+                Some(notify::<C>),
+                ctx.cast_mut(),
+            )
+        };
+        // INVARIANT: `job` owns `ctx` until it is run.
+        PreparedCallback {
+            job,
+            ctx,
+            _c: PhantomData,
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `kc` is live; this waits for its jobs.
+        unsafe { bindings::dm_kcopyd_client_destroy(self.kc.as_ptr()) };
+    }
+}
+
+/// A completion prepared with [`Client::prepare_callback`], to be run once
+/// with [`PreparedCallback::run`]. Dropping it runs it with a write error,
+/// so the context always comes back.
+///
+/// # Invariants
+///
+/// `job` is a prepared kcopyd callback that owns the context `ctx` and has
+/// not been run.
+pub struct PreparedCallback<C: Completion> {
+    job: *mut c_void,
+    ctx: *const c_void,
+    _c: PhantomData<C::Ptr>,
+}
+
+// SAFETY: A prepared callback may be run from any context; the context it
+// owns is `Send`.
+unsafe impl<C: Completion> Send for PreparedCallback<C> {}
+
+impl<C: Completion> PreparedCallback<C> {
+    /// The context the completion will get.
+    pub fn context(&self) -> <C::Ptr as ForeignOwnable>::Borrowed<'_> {
+        // SAFETY: By the type invariant the context is owned by the job,
+        // which has not run, so it is alive until `self` is consumed.
+        unsafe { C::Ptr::borrow(self.ctx) }
+    }
+
+    /// Runs the completion in the kcopyd thread with these errors
+    /// (`dm_kcopyd_do_callback()`). Safe in interrupt context.
+    pub fn run(self, read_err: bool, write_err: u64) {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: By the type invariant the job was prepared and not run; it
+        // is run once, here, as `self` is consumed.
+        unsafe {
+            bindings::dm_kcopyd_do_callback(this.job, c_int::from(read_err), write_err as c_ulong)
+        };
+    }
+}
+
+impl<C: Completion> Drop for PreparedCallback<C> {
+    fn drop(&mut self) {
+        // SAFETY: As for `run`: the job has not run and `self` goes away.
+        unsafe { bindings::dm_kcopyd_do_callback(self.job, 0, 1) };
+    }
+}
