@@ -16,9 +16,15 @@ use kernel::{
 pub mod dm_snap_core;
 #[path = "dm_snap/origin.rs"]
 mod origin;
+#[path = "dm_snap/registry.rs"]
+mod registry;
+#[path = "dm_snap/snapshot.rs"]
+mod snapshot;
 
 use dm_snap_core::chunk::ChunkSize;
 use origin::Origin;
+use registry::Registry;
+use snapshot::Snapshot;
 
 module! {
     type: DmSnapshotRs,
@@ -41,7 +47,7 @@ kernel::module_param_uint!(
 
 /// The throttle of this module's kcopyd clients (C:
 /// `DECLARE_DM_KCOPYD_THROTTLE_WITH_MODULE_PARM(snapshot_copy_throttle, ...)`).
-static COPY_THROTTLE: KcopydThrottle = KcopydThrottle::new();
+pub(crate) static COPY_THROTTLE: KcopydThrottle = KcopydThrottle::new();
 
 kernel::module_param_uint!(
     @storage COPY_THROTTLE.percentage(),
@@ -52,6 +58,13 @@ kernel::module_param_uint!(
 
 struct DmSnapshotRs {
     _origin: Pin<KBox<Registration<Origin>>>,
+    _snapshot: Pin<KBox<Registration<Snapshot>>>,
+}
+
+fn already_registered(e: &Error) {
+    if *e == EEXIST {
+        pr_err!("snapshot targets are registered already: unload dm-snapshot first\n");
+    }
 }
 
 impl kernel::Module for DmSnapshotRs {
@@ -59,21 +72,26 @@ impl kernel::Module for DmSnapshotRs {
         // The core-only logic is shared with the host test crate; make sure
         // the module is linked against the same code it is tested with.
         let default_chunk = ChunkSize::new(16).map_err(|_| EINVAL)?;
+        let registry = Registry::new()?;
         let origin = KBox::pin_init(
-            Registration::new(origin::NAME, origin::VERSION, module),
+            Registration::new(origin::NAME, origin::VERSION, module, registry.clone()),
             GFP_KERNEL,
         )
-        .inspect_err(|e| {
-            if *e == EEXIST {
-                pr_err!("snapshot targets are registered already: unload dm-snapshot first\n");
-            }
-        })?;
+        .inspect_err(already_registered)?;
+        let snapshot = KBox::pin_init(
+            Registration::new(snapshot::NAME, snapshot::VERSION, module, registry),
+            GFP_KERNEL,
+        )
+        .inspect_err(already_registered)?;
         pr_info!(
             "loaded (default chunk {} sectors, cow threshold {})\n",
             default_chunk.sectors(),
             COW_THRESHOLD.get()
         );
-        Ok(DmSnapshotRs { _origin: origin })
+        Ok(DmSnapshotRs {
+            _origin: origin,
+            _snapshot: snapshot,
+        })
     }
 }
 

@@ -8,15 +8,19 @@
 //! C counterpart: `origin_ctr()`, `origin_map()` and friends in
 //! `drivers/md/dm-snap.c`.
 
-use core::fmt::Write;
+use super::{registry::Registry, snapshot::do_origin};
+use core::{
+    fmt::Write,
+    sync::atomic::{AtomicU32, Ordering},
+};
 use kernel::{
-    bio::Bio,
     c_str,
     device_mapper::{
-        Args, CtrError, Device, IterateDevices, MapResult, StatusType, StatusWriter, Target,
-        TargetOperations,
+        Args, CtrError, Device, IterateDevices, MapBio, MapResult, StatusType, StatusWriter,
+        Target, TargetOperations,
     },
     prelude::*,
+    sync::Arc,
 };
 
 /// Target name and version, as C's `origin_target`.
@@ -27,11 +31,22 @@ pub(crate) const VERSION: [u32; 3] = [1, 9, 0];
 /// One `snapshot-origin` table line.
 pub(crate) struct Origin {
     dev: Device,
+    registry: Arc<Registry>,
+    /// Writes are split at multiples of this many sectors: the smallest
+    /// chunk size of the origin's snapshots when it was last resumed.
+    split_boundary: AtomicU32,
 }
 
 #[vtable]
 impl TargetOperations for Origin {
-    fn ctr(target: &mut Target, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError> {
+    type Shared = Arc<Registry>;
+    type PerBio = ();
+
+    fn ctr(
+        target: &mut Target,
+        args: &Args<'_>,
+        registry: &Arc<Registry>,
+    ) -> Result<Pin<KBox<Self>>, CtrError> {
         let path = match (args.len(), args.get(0)) {
             (1, Some(path)) => path,
             _ => {
@@ -44,13 +59,36 @@ impl TargetOperations for Origin {
             .get_device(path)
             .map_err(|e| CtrError::new(e, c_str!("Cannot get target device")))?;
         target.set_num_flush_bios(1);
-        KBox::pin(Origin { dev }, GFP_KERNEL)
+        let split = registry.min_chunk(dev.dev_t());
+        let origin = Origin {
+            dev,
+            registry: registry.clone(),
+            split_boundary: AtomicU32::new(split),
+        };
+        KBox::pin(origin, GFP_KERNEL)
             .map_err(|_| CtrError::new(ENOMEM, c_str!("Cannot allocate private origin structure")))
     }
 
-    fn map(&self, _target: &Target, bio: &mut Bio) -> MapResult {
-        self.dev.remap(bio);
-        MapResult::Remapped
+    fn map(&self, _target: &Target, mut bio: MapBio, _data: &mut ()) -> MapResult {
+        self.dev.remap(&mut bio);
+        if bio.is_preflush() || !bio.is_write() {
+            return MapResult::Remapped(bio);
+        }
+        let split = self.split_boundary.load(Ordering::Relaxed).max(1);
+        let available = split - ((bio.sector() as u32) & (split - 1));
+        if bio.sectors() > available {
+            bio.accept_partial(available);
+        }
+        // Only writes concern the snapshots.
+        match do_origin(&self.registry, self.dev.dev_t(), bio) {
+            Some(bio) => MapResult::Remapped(bio),
+            None => MapResult::Submitted,
+        }
+    }
+
+    fn resume(&self, _target: &Target) {
+        let split = self.registry.min_chunk(self.dev.dev_t());
+        self.split_boundary.store(split, Ordering::Relaxed);
     }
 
     fn status(&self, _target: &Target, kind: StatusType, out: &mut StatusWriter<'_>) {

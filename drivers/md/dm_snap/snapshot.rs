@@ -1,0 +1,838 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The `snapshot` target:
+//! `<origin> <COW device> <N|P|PO> <chunk size> [<#features> <feature>...]`.
+//!
+//! Reads of a chunk that has an exception go to the COW device, others to
+//! the origin. The first write to a chunk, through the snapshot or through
+//! the origin, copies the chunk from the origin to a free chunk of the COW
+//! device (a pending exception) and completes the exception when the copy
+//! is done; bios that touch the chunk meanwhile wait on the pending
+//! exception.
+//!
+//! C counterpart: `snapshot_ctr()`, `snapshot_map()`, `__origin_write()`,
+//! `pending_complete()` and friends in `drivers/md/dm-snap.c`, with the
+//! transient store of `drivers/md/dm-snap-transient.c`.
+
+use super::registry::{snaps_of, Origins, Registry};
+use crate::{
+    dm_snap_core::{
+        chunk::ChunkSize,
+        table::{self, StoreError, StoreKind, TableError},
+    },
+    COPY_THROTTLE,
+};
+use core::{
+    fmt::Write,
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
+};
+use kernel::{
+    bio::{Bio, BioList, BioSlot, OwnedBio},
+    c_str,
+    device_mapper::{
+        kcopyd, Args, CtrError, Device, EndIoBio, EndIoResult, IterateDevices, MapBio, MapResult,
+        QueueLimits, StatusType, StatusWriter, Target, TargetOperations,
+    },
+    mempool::{Mempool, PoolBox},
+    new_mutex, new_waitqueue,
+    prelude::*,
+    rbtree::RBTree,
+    sync::{Arc, Mutex, WaitQueue},
+};
+
+/// Target name, as C's `snapshot_target`.
+pub(crate) const NAME: &CStr = c_str!("snapshot");
+/// Target version, as C's `snapshot_target`.
+pub(crate) const VERSION: [u32; 3] = [1, 16, 0];
+
+/// Pending exceptions kept in reserve for forward progress (C: `MIN_IOS`).
+const MIN_IOS: u32 = 256;
+/// Buckets of the pending exception table (a power of two).
+const PENDING_BUCKETS: usize = 512;
+/// Buckets of the tracked-read counters (a power of two).
+const TRACK_BUCKETS: usize = 256;
+
+/// What a bio of this target carries from `map` to `end_io`.
+#[derive(Default)]
+pub(crate) enum SnapBio {
+    /// Nothing to do on completion.
+    #[default]
+    None,
+    /// A read sent to the origin, counted in this tracking bucket.
+    Tracked(usize),
+    /// A write covering a whole chunk, which is its own copy: completing it
+    /// completes the exception.
+    FullWrite(kcopyd::PreparedCallback<CopyJob>),
+}
+
+/// A chunk being copied (C: `struct dm_snap_pending_exception`).
+pub(crate) struct Pending {
+    chunk: u64,
+    new_chunk: u64,
+    /// Origin writes waiting for the copy; mapped again once it is done.
+    origin_bios: BioList,
+    /// Snapshot writes waiting for the copy, already remapped to the COW.
+    snapshot_bios: BioList,
+    next: Option<PoolBox<Pending>>,
+}
+
+impl Pending {
+    fn new(chunk: u64) -> Self {
+        Self {
+            chunk,
+            new_chunk: 0,
+            origin_bios: BioList::new(),
+            snapshot_bios: BioList::new(),
+            next: None,
+        }
+    }
+}
+
+/// The pending exceptions, a hash of chains through the pool elements, so
+/// inserting never allocates.
+struct PendingTable {
+    buckets: KVec<Option<PoolBox<Pending>>>,
+}
+
+impl PendingTable {
+    fn new() -> Result<Self> {
+        let mut buckets = KVec::with_capacity(PENDING_BUCKETS, GFP_KERNEL)?;
+        for _ in 0..PENDING_BUCKETS {
+            buckets.push(None, GFP_KERNEL)?;
+        }
+        Ok(Self { buckets })
+    }
+
+    fn bucket(chunk: u64) -> usize {
+        (chunk as usize) & (PENDING_BUCKETS - 1)
+    }
+
+    fn get_mut(&mut self, chunk: u64) -> Option<&mut Pending> {
+        let mut cur = self.buckets.get_mut(Self::bucket(chunk))?.as_deref_mut();
+        while let Some(p) = cur {
+            if p.chunk == chunk {
+                return Some(p);
+            }
+            cur = p.next.as_deref_mut();
+        }
+        None
+    }
+
+    fn insert(&mut self, mut pe: PoolBox<Pending>) {
+        if let Some(head) = self.buckets.get_mut(Self::bucket(pe.chunk)) {
+            pe.next = head.take();
+            *head = Some(pe);
+        }
+    }
+
+    fn remove(&mut self, chunk: u64) -> Option<PoolBox<Pending>> {
+        let mut cur = self.buckets.get_mut(Self::bucket(chunk))?;
+        while cur.as_ref().is_some_and(|p| p.chunk != chunk) {
+            cur = &mut cur.as_mut()?.next;
+        }
+        let mut pe = cur.take()?;
+        *cur = pe.next.take();
+        Some(pe)
+    }
+}
+
+/// What the snapshot lock protects.
+struct Inner {
+    valid: bool,
+    /// Completed exceptions: origin chunk to COW chunk.
+    complete: RBTree<u64, u64>,
+    pending: PendingTable,
+    /// The transient store: sectors of the COW device handed out.
+    next_free: u64,
+}
+
+/// Why a snapshot is invalidated.
+#[derive(Clone, Copy)]
+enum Invalidate {
+    Io,
+    NoMem,
+}
+
+/// The state a snapshot shares with its copies in flight.
+#[pin_data]
+pub(crate) struct SnapState {
+    registry: Arc<Registry>,
+    origin_dev: u32,
+    chunk: ChunkSize,
+    /// Origin writes at or beyond this sector need no copy.
+    table_end: u64,
+    cow_sectors: u64,
+    discard_zeroes_cow: bool,
+    discard_passdown_origin: bool,
+    /// Set on resume: only active snapshots copy on origin writes.
+    active: AtomicBool,
+    #[pin]
+    inner: Mutex<Inner>,
+    /// Reads sent to the origin and not completed, by chunk hash.
+    tracked: [AtomicU32; TRACK_BUCKETS],
+    #[pin]
+    tracked_wait: WaitQueue,
+    pending_pool: Arc<Mempool<Pending>>,
+    job_pool: Arc<Mempool<CopyJob>>,
+}
+
+/// A copy in flight, or a chunk being zeroed for a discard.
+pub(crate) struct CopyJob {
+    state: Arc<SnapState>,
+    chunk: u64,
+    /// The bio the job completes: a whole-chunk write, or a discard.
+    bio: BioSlot,
+    zero: bool,
+}
+
+impl kcopyd::Completion for CopyJob {
+    type Ptr = PoolBox<CopyJob>;
+
+    fn complete(job: PoolBox<CopyJob>, read_err: bool, write_err: u64) {
+        let ok = !read_err && write_err == 0;
+        let bio = job.bio.take();
+        if job.zero {
+            if let Some(b) = bio {
+                if ok {
+                    b.complete()
+                } else {
+                    b.io_error()
+                }
+            }
+            return;
+        }
+        job.state.pending_complete(job.chunk, ok, bio);
+    }
+}
+
+fn track_bucket(chunk: u64) -> usize {
+    (chunk as usize) & (TRACK_BUCKETS - 1)
+}
+
+impl SnapState {
+    fn invalidate(&self, inner: &mut Inner, why: Invalidate) {
+        if !inner.valid {
+            return;
+        }
+        match why {
+            Invalidate::Io => pr_err!("Invalidating snapshot: Error reading/writing.\n"),
+            Invalidate::NoMem => pr_err!("Invalidating snapshot: Unable to allocate exception.\n"),
+        }
+        inner.valid = false;
+    }
+
+    /// The transient store's `prepare_exception`: the next free COW chunk.
+    fn prepare(&self, inner: &mut Inner) -> Option<u64> {
+        let chunk_sectors = u64::from(self.chunk.sectors());
+        if self.cow_sectors < inner.next_free.checked_add(chunk_sectors)? {
+            return None;
+        }
+        let new_chunk = self.chunk.sector_to_chunk(inner.next_free);
+        inner.next_free += chunk_sectors;
+        Some(new_chunk)
+    }
+
+    /// Remaps `bio` into COW chunk `new_chunk`.
+    fn remap_cow(&self, bio: &mut Bio, new_chunk: u64) {
+        let offset = self.chunk.offset_in_chunk(bio.sector());
+        bio.set_sector((new_chunk << self.chunk.shift()) + offset);
+    }
+
+    fn track(&self, chunk: u64, data: &mut SnapBio) {
+        let b = track_bucket(chunk);
+        self.tracked[b].fetch_add(1, Ordering::AcqRel);
+        *data = SnapBio::Tracked(b);
+    }
+
+    fn untrack(&self, bucket: usize) {
+        if self.tracked[bucket].fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tracked_wait.wake_up_all();
+        }
+    }
+
+    /// A copy ended (C: `pending_complete()`).
+    fn pending_complete(self: &Arc<Self>, chunk: u64, ok: bool, full_bio: Option<OwnedBio>) {
+        let mut ok = ok;
+        let (snapshot_bios, origin_bios) = {
+            let mut inner = self.inner.lock();
+            let Some(mut pe) = inner.pending.remove(chunk) else {
+                drop(inner);
+                pr_err!("no pending exception for chunk {}\n", chunk);
+                if let Some(b) = full_bio {
+                    b.io_error();
+                }
+                return;
+            };
+            if !ok {
+                self.invalidate(&mut inner, Invalidate::Io);
+            } else if !inner.valid {
+                ok = false;
+            } else if inner
+                .complete
+                .try_create_and_insert(chunk, pe.new_chunk, GFP_NOIO)
+                .is_err()
+            {
+                self.invalidate(&mut inner, Invalidate::NoMem);
+                ok = false;
+            }
+            (pe.snapshot_bios.take(), pe.origin_bios.take())
+        };
+        if ok {
+            // Reads that went to the origin before the exception existed
+            // must finish before the origin is overwritten.
+            let b = track_bucket(chunk);
+            self.tracked_wait
+                .wait_io(|| self.tracked[b].load(Ordering::Acquire) == 0);
+        }
+        if let Some(b) = full_bio {
+            if ok {
+                b.complete()
+            } else {
+                b.io_error()
+            }
+        }
+        for b in snapshot_bios {
+            if ok {
+                b.submit()
+            } else {
+                b.io_error()
+            }
+        }
+        for b in origin_bios {
+            if let Some(b) = do_origin(&self.registry, self.origin_dev, b) {
+                b.submit();
+            }
+        }
+    }
+}
+
+/// One snapshot: what origin writes need to copy into it. Shared by the
+/// target instance and the registry.
+pub(crate) struct Snap {
+    /// Dropped first: waits for the copies, which use the devices.
+    kc: kcopyd::Client,
+    state: Arc<SnapState>,
+    origin: Device,
+    cow: Device,
+}
+
+impl Snap {
+    /// The registry key part that tells snapshots of one origin apart.
+    pub(crate) fn id(this: &Arc<Snap>) -> usize {
+        let p: *const Snap = &**this;
+        p as usize
+    }
+
+    /// The chunk size in sectors.
+    pub(crate) fn chunk_sectors(&self) -> u32 {
+        self.state.chunk.sectors()
+    }
+
+    /// Starts copying `chunk` to COW chunk `new_chunk` (C: `start_copy()`).
+    fn start_copy(&self, chunk: u64, new_chunk: u64) {
+        let st = &self.state;
+        let shift = st.chunk.shift();
+        let src = chunk << shift;
+        let count = u64::from(st.chunk.sectors()).min(self.origin.sectors().saturating_sub(src));
+        let from = self.origin.region(src, count);
+        let to = self.cow.region(new_chunk << shift, count);
+        let job = CopyJob {
+            state: st.clone(),
+            chunk,
+            bio: BioSlot::new(),
+            zero: false,
+        };
+        match Mempool::alloc(&st.job_pool, job, GFP_NOIO) {
+            Ok(job) => {
+                if let Err(job) = self.kc.copy::<CopyJob>(&from, &[to], job) {
+                    <CopyJob as kcopyd::Completion>::complete(job, true, 0);
+                }
+            }
+            Err(_) => st.pending_complete(chunk, false, None),
+        }
+    }
+
+    /// Zeroes the COW chunk a whole-chunk discard maps to, then completes
+    /// the discard (C: `zero_exception()`).
+    fn zero_exception(&self, bio: OwnedBio) {
+        let st = &self.state;
+        let to = self.cow.region(bio.sector(), u64::from(st.chunk.sectors()));
+        let job = CopyJob {
+            state: st.clone(),
+            chunk: 0,
+            bio: BioSlot::new(),
+            zero: true,
+        };
+        match Mempool::alloc(&st.job_pool, job, GFP_NOIO) {
+            Ok(job) => {
+                if let Err(b) = job.bio.put(bio) {
+                    b.io_error();
+                    return;
+                }
+                if let Err(job) = self.kc.zero::<CopyJob>(&[to], job) {
+                    <CopyJob as kcopyd::Completion>::complete(job, true, 0);
+                }
+            }
+            Err(_) => bio.io_error(),
+        }
+    }
+}
+
+/// Makes sure every active snapshot of origin `dev` has (or is copying) the
+/// chunk at `sector` (C: `__origin_write()`). A `bio` that must wait for a
+/// copy is queued on it and `None` returned; otherwise the bio comes back to
+/// be sent to the origin.
+fn origin_write<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
+    origins: &Origins,
+    dev: u32,
+    sector: u64,
+    mut bio: Option<B>,
+) -> Option<B> {
+    let mut start_last: Option<(&Snap, u64, u64)> = None;
+    for snap in snaps_of(origins, dev) {
+        let st = &snap.state;
+        if sector >= st.table_end || !st.active.load(Ordering::Acquire) {
+            continue;
+        }
+        let chunk = st.chunk.sector_to_chunk(sector);
+        let mut spare: Option<PoolBox<Pending>> = None;
+        let mut start_now = None;
+        let mut inner = st.inner.lock();
+        loop {
+            if !inner.valid {
+                break;
+            }
+            if let Some(pe) = inner.pending.get_mut(chunk) {
+                // Already being copied: the copy was started by whoever
+                // created it; just wait for it.
+                if let Some(b) = bio.take() {
+                    pe.origin_bios.push(b.into());
+                }
+                break;
+            }
+            if inner.complete.get(&chunk).is_some() {
+                break;
+            }
+            let Some(mut pe) = spare.take() else {
+                drop(inner);
+                let pe = Mempool::alloc(&st.pending_pool, Pending::new(chunk), GFP_NOIO);
+                inner = st.inner.lock();
+                match pe {
+                    Ok(pe) => spare = Some(pe),
+                    Err(_) => {
+                        st.invalidate(&mut inner, Invalidate::NoMem);
+                        break;
+                    }
+                }
+                continue;
+            };
+            let Some(new_chunk) = st.prepare(&mut inner) else {
+                st.invalidate(&mut inner, Invalidate::NoMem);
+                break;
+            };
+            pe.new_chunk = new_chunk;
+            if let Some(b) = bio.take() {
+                pe.origin_bios.push(b.into());
+                start_last = Some((snap, chunk, new_chunk));
+            } else {
+                start_now = Some((chunk, new_chunk));
+            }
+            inner.pending.insert(pe);
+            break;
+        }
+        drop(inner);
+        if let Some((chunk, new_chunk)) = start_now {
+            snap.start_copy(chunk, new_chunk);
+        }
+    }
+    // The copy the bio waits on starts last, to give the others a head start.
+    if let Some((snap, chunk, new_chunk)) = start_last {
+        snap.start_copy(chunk, new_chunk);
+    }
+    bio
+}
+
+/// An origin write (C: `do_origin()`): `None` if the bio waits for copies,
+/// otherwise the bio, to be sent on to the origin.
+pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
+    registry: &Registry,
+    dev: u32,
+    bio: B,
+) -> Option<B> {
+    let origins = registry.read();
+    let sector = bio.sector();
+    origin_write(&origins, dev, sector, Some(bio))
+}
+
+/// One `snapshot` table line.
+pub(crate) struct Snapshot {
+    snap: Arc<Snap>,
+    registry: Arc<Registry>,
+    store: StoreKind,
+}
+
+fn table_error(e: TableError) -> CtrError {
+    let msg = match e {
+        TableError::TooFewArgs => c_str!("requires 4 or more arguments"),
+        TableError::FeatureCount => c_str!("Invalid number of feature arguments"),
+        TableError::UnknownFeature => c_str!("Unrecognised feature requested"),
+        TableError::PassdownWithoutZeroes => {
+            c_str!("discard_passdown_origin feature depends on discard_zeroes_cow")
+        }
+        TableError::Store(_) => c_str!("Couldn't create exception store"),
+        TableError::ChunkSizeNotSet => c_str!("Chunk size not set"),
+    };
+    CtrError::inval(msg)
+}
+
+fn nomem<E>(_: E) -> CtrError {
+    CtrError::new(ENOMEM, c_str!("Cannot allocate private snapshot structure"))
+}
+
+fn store_error(e: StoreError, kind: &str) -> CtrError {
+    if e.logs_option() {
+        pr_warn!(
+            "Unsupported persistent store option: {}\n",
+            kind.get(1..).unwrap_or("")
+        );
+    }
+    table_error(TableError::Store(e))
+}
+
+impl Snapshot {
+    fn build(
+        target: &mut Target,
+        args: &Args<'_>,
+        registry: &Arc<Registry>,
+    ) -> Result<Pin<KBox<Self>>, CtrError> {
+        let mut strs = KVec::with_capacity(args.len(), GFP_KERNEL).map_err(nomem)?;
+        for i in 0..args.len() {
+            let s = args.get(i).and_then(|a| a.to_str().ok()).unwrap_or("");
+            strs.push(s, GFP_KERNEL).map_err(nomem)?;
+        }
+        let a = table::parse_snapshot(&strs).map_err(table_error)?;
+        let (origin_path, cow_path) = match (args.get(0), args.get(1)) {
+            (Some(o), Some(c)) => (o, c),
+            _ => return Err(table_error(TableError::TooFewArgs)),
+        };
+        let origin = target
+            .get_device(origin_path)
+            .map_err(|e| CtrError::new(e, c_str!("Cannot get origin device")))?;
+        let cow = target
+            .get_device(cow_path)
+            .map_err(|e| CtrError::new(e, c_str!("Cannot get COW device")))?;
+        if cow.same_bdev(&origin) {
+            return Err(CtrError::inval(c_str!(
+                "COW device cannot be the same as origin device"
+            )));
+        }
+        let (store, chunk) =
+            table::parse_store(a.store, a.chunk_size).map_err(|e| store_error(e, a.store))?;
+        if let Some(chunk) = chunk {
+            let block = origin.logical_block_size().max(cow.logical_block_size());
+            chunk
+                .fits_block_size(block)
+                .map_err(|e| store_error(StoreError::ChunkSize(e), a.store))?;
+        }
+        if let StoreKind::Persistent { .. } = store {
+            pr_err!("persistent exception store: not available in this build\n");
+            return Err(table_error(TableError::Store(StoreError::UnknownType)));
+        }
+        let chunk = chunk.ok_or_else(|| table_error(TableError::ChunkSizeNotSet))?;
+        let pending_pool = Mempool::new(MIN_IOS).map_err(|_| {
+            CtrError::new(
+                ENOMEM,
+                c_str!("Could not allocate mempool for pending exceptions"),
+            )
+        })?;
+        let job_pool = Mempool::new(MIN_IOS).map_err(|_| {
+            CtrError::new(
+                ENOMEM,
+                c_str!("Could not allocate mempool for pending exceptions"),
+            )
+        })?;
+        let pending = PendingTable::new()
+            .map_err(|_| CtrError::new(ENOMEM, c_str!("Unable to allocate hash table space")))?;
+        let origin_dev = origin.dev_t();
+        let table_end = target.begin() + target.len();
+        let cow_sectors = cow.sectors();
+        let state = Arc::pin_init(
+            pin_init!(SnapState {
+                registry: registry.clone(),
+                origin_dev,
+                chunk,
+                table_end,
+                cow_sectors,
+                discard_zeroes_cow: a.discard_zeroes_cow,
+                discard_passdown_origin: a.discard_passdown_origin,
+                active: AtomicBool::new(false),
+                inner <- new_mutex!(Inner {
+                    valid: true,
+                    complete: RBTree::new(),
+                    pending,
+                    next_free: 0,
+                }),
+                tracked: core::array::from_fn(|_| AtomicU32::new(0)),
+                tracked_wait <- new_waitqueue!(),
+                pending_pool,
+                job_pool,
+            }),
+            GFP_KERNEL,
+        )
+        .map_err(nomem)?;
+        let kc = kcopyd::Client::new(&COPY_THROTTLE)
+            .map_err(|e| CtrError::new(e, c_str!("Could not create kcopyd client")))?;
+        let snap = Arc::new(
+            Snap {
+                kc,
+                state,
+                origin,
+                cow,
+            },
+            GFP_KERNEL,
+        )
+        .map_err(nomem)?;
+        target.set_num_flush_bios(1);
+        if a.discard_zeroes_cow {
+            target.set_num_discard_bios(if a.discard_passdown_origin { 2 } else { 1 });
+        }
+        target
+            .set_max_io_len(chunk.sectors())
+            .map_err(|e| CtrError::new(e, c_str!("Cannot set the chunk size as max I/O length")))?;
+        let this = KBox::pin(
+            Snapshot {
+                snap: snap.clone(),
+                registry: registry.clone(),
+                store,
+            },
+            GFP_KERNEL,
+        )
+        .map_err(nomem)?;
+        // Last: if this fails, dropping `this` finds nothing to unregister.
+        registry.register(origin_dev, snap).map_err(|_| {
+            CtrError::new(ENOMEM, c_str!("Snapshot origin struct allocation failed"))
+        })?;
+        Ok(this)
+    }
+
+    fn write_status(&self, out: &mut StatusWriter<'_>) {
+        let st = &self.snap.state;
+        let inner = st.inner.lock();
+        if !inner.valid {
+            let _ = write!(out, "Invalid");
+        } else {
+            let _ = write!(out, "{}/{} 0", inner.next_free, self.snap.cow.sectors());
+        }
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // No origin write starts a copy for us after this; dropping the last
+        // reference then waits for the copies in flight (the kcopyd client).
+        let dev = self.snap.state.origin_dev;
+        drop(self.registry.unregister(dev, &self.snap));
+    }
+}
+
+#[vtable]
+impl TargetOperations for Snapshot {
+    type Shared = Arc<Registry>;
+    type PerBio = SnapBio;
+
+    fn ctr(
+        target: &mut Target,
+        args: &Args<'_>,
+        registry: &Arc<Registry>,
+    ) -> Result<Pin<KBox<Self>>, CtrError> {
+        Self::build(target, args, registry)
+    }
+
+    fn map(&self, _target: &Target, mut bio: MapBio, data: &mut SnapBio) -> MapResult {
+        let snap = &*self.snap;
+        let st = &snap.state;
+        if bio.is_preflush() {
+            snap.cow.remap(&mut bio);
+            return MapResult::Remapped(bio);
+        }
+        let chunk = st.chunk.sector_to_chunk(bio.sector());
+        let mut inner = st.inner.lock();
+        if !inner.valid {
+            return MapResult::Kill(bio);
+        }
+        let discard = bio.is_discard();
+        if discard && st.discard_passdown_origin && bio.target_bio_nr() != 0 {
+            // The second copy of a discard goes to the origin, without
+            // triggering copies (it frees space there).
+            st.track(chunk, data);
+            drop(inner);
+            snap.origin.remap(&mut bio);
+            return MapResult::Remapped(bio);
+        }
+        if let Some(&new_chunk) = inner.complete.get(&chunk) {
+            drop(inner);
+            snap.cow.remap(&mut bio);
+            st.remap_cow(&mut bio, new_chunk);
+            if discard && bio.sectors() == st.chunk.sectors() {
+                snap.zero_exception(bio.into_owned());
+                return MapResult::Submitted;
+            }
+            return MapResult::Remapped(bio);
+        }
+        if discard {
+            // Nothing to discard: no exception, and making one would copy.
+            drop(inner);
+            bio.into_owned().complete();
+            return MapResult::Submitted;
+        }
+        if bio.is_read() {
+            st.track(chunk, data);
+            drop(inner);
+            snap.origin.remap(&mut bio);
+            return MapResult::Remapped(bio);
+        }
+        let mut spare: Option<PoolBox<Pending>> = None;
+        loop {
+            if let Some(pe) = inner.pending.get_mut(chunk) {
+                let new_chunk = pe.new_chunk;
+                snap.cow.remap(&mut bio);
+                st.remap_cow(&mut bio, new_chunk);
+                pe.snapshot_bios.push(bio.into_owned());
+                return MapResult::Submitted;
+            }
+            if let Some(&new_chunk) = inner.complete.get(&chunk) {
+                drop(inner);
+                snap.cow.remap(&mut bio);
+                st.remap_cow(&mut bio, new_chunk);
+                return MapResult::Remapped(bio);
+            }
+            let Some(mut pe) = spare.take() else {
+                drop(inner);
+                match Mempool::alloc(&st.pending_pool, Pending::new(chunk), GFP_NOIO) {
+                    Ok(pe) => spare = Some(pe),
+                    Err(_) => return MapResult::Requeue(bio),
+                }
+                inner = st.inner.lock();
+                if !inner.valid {
+                    return MapResult::Kill(bio);
+                }
+                continue;
+            };
+            let Some(new_chunk) = st.prepare(&mut inner) else {
+                st.invalidate(&mut inner, Invalidate::NoMem);
+                return MapResult::Kill(bio);
+            };
+            pe.new_chunk = new_chunk;
+            snap.cow.remap(&mut bio);
+            st.remap_cow(&mut bio, new_chunk);
+            if bio.sectors() == st.chunk.sectors() {
+                // The write covers the chunk: it is the copy (C:
+                // `start_full_bio()`); its completion completes the
+                // exception.
+                inner.pending.insert(pe);
+                drop(inner);
+                let job = CopyJob {
+                    state: st.clone(),
+                    chunk,
+                    bio: BioSlot::new(),
+                    zero: false,
+                };
+                match Mempool::alloc(&st.job_pool, job, GFP_NOIO) {
+                    Ok(job) => *data = SnapBio::FullWrite(snap.kc.prepare_callback::<CopyJob>(job)),
+                    Err(_) => {
+                        st.pending_complete(chunk, false, None);
+                        return MapResult::Kill(bio);
+                    }
+                }
+                return MapResult::Remapped(bio);
+            }
+            pe.snapshot_bios.push(bio.into_owned());
+            inner.pending.insert(pe);
+            drop(inner);
+            snap.start_copy(chunk, new_chunk);
+            return MapResult::Submitted;
+        }
+    }
+
+    fn end_io(&self, _target: &Target, bio: EndIoBio, data: SnapBio) -> EndIoResult {
+        match data {
+            SnapBio::None => EndIoResult::Done(bio),
+            SnapBio::Tracked(b) => {
+                self.snap.state.untrack(b);
+                EndIoResult::Done(bio)
+            }
+            SnapBio::FullWrite(cb) => {
+                let err = bio.is_error();
+                let (b, taken) = bio.take();
+                if let Err(b) = cb.context().bio.put(b) {
+                    b.io_error();
+                }
+                cb.run(false, u64::from(err));
+                EndIoResult::Incomplete(taken)
+            }
+        }
+    }
+
+    fn status(&self, _target: &Target, kind: StatusType, out: &mut StatusWriter<'_>) {
+        let snap = &*self.snap;
+        let st = &snap.state;
+        match kind {
+            StatusType::Info => self.write_status(out),
+            StatusType::Table => {
+                let _ = write!(
+                    out,
+                    "{} {} {} {}",
+                    snap.origin.name(),
+                    snap.cow.name(),
+                    self.store.as_str(),
+                    st.chunk.sectors()
+                );
+                let n = u32::from(st.discard_zeroes_cow) + u32::from(st.discard_passdown_origin);
+                if n > 0 {
+                    let _ = write!(out, " {}", n);
+                    if st.discard_zeroes_cow {
+                        let _ = write!(out, " discard_zeroes_cow");
+                    }
+                    if st.discard_passdown_origin {
+                        let _ = write!(out, " discard_passdown_origin");
+                    }
+                }
+            }
+            StatusType::Ima => {
+                let valid = st.inner.lock().valid;
+                let _ = write!(
+                    out,
+                    "target_name={},target_version={}.{}.{},snap_origin_name={},snap_cow_name={},snap_valid={},snap_merge_failed=n,snapshot_overflowed=n;",
+                    NAME,
+                    VERSION[0],
+                    VERSION[1],
+                    VERSION[2],
+                    snap.origin.name(),
+                    snap.cow.name(),
+                    if valid { 'y' } else { 'n' }
+                );
+            }
+        }
+    }
+
+    fn iterate_devices(&self, target: &Target, callout: &mut IterateDevices) -> i32 {
+        let r = callout.call(&self.snap.origin, 0, target.len());
+        if r != 0 {
+            return r;
+        }
+        callout.call(&self.snap.cow, 0, self.snap.cow.sectors())
+    }
+
+    fn io_hints(&self, _target: &Target, limits: &mut QueueLimits) {
+        let st = &self.snap.state;
+        if st.discard_zeroes_cow {
+            // As C: all discards are split on chunk boundaries.
+            limits.set_discard_granularity(st.chunk.sectors());
+            limits.set_max_hw_discard_sectors(st.chunk.sectors());
+        }
+    }
+
+    fn resume(&self, _target: &Target) {
+        self.snap.state.active.store(true, Ordering::Release);
+    }
+}
