@@ -23,6 +23,7 @@ snap() {
 }
 
 t_origin_write() {
+	need_store "$1"
 	setup_origin
 	local s
 	s=$(snap s1 "$1" 8)
@@ -35,6 +36,7 @@ t_origin_write() {
 }
 
 t_snapshot_write() {
+	need_store "$1"
 	setup_origin
 	local s
 	s=$(snap s1 "$1" 8)
@@ -59,13 +61,15 @@ t_partial_chunk_write() {
 	same "$ORIGIN" "$WORK/exp"
 }
 
+# The second snapshot's store is $1.
 t_many_snapshots() {
+	need_store "$1"
 	setup_origin
 	local s1 s2 s3
 	s1=$(snap s1 N 8)
 	pattern B 16 > "$WORK/B"
 	write_at "$ORIGIN" "$WORK/B"
-	s2=$(snap s2 P 16)
+	s2=$(snap s2 "$1" 16)
 	pattern C 16 > "$WORK/C"
 	write_at "$ORIGIN" "$WORK/C"
 	s3=$(snap s3 N 32)
@@ -90,12 +94,13 @@ t_reads_from_origin() {
 	expect "$(dmsetup status "$DM_PREFIX-s1" | awk '{print $4}')" "0/49152" "allocation"
 }
 
-ktap_set_plan 8
+ktap_set_plan 9
 run_test "origin write leaves N snapshot unchanged" t_origin_write N
 run_test "origin write leaves P snapshot unchanged" t_origin_write P
 run_test "snapshot write leaves origin unchanged (N)" t_snapshot_write N
 run_test "snapshot write leaves origin unchanged (P)" t_snapshot_write P
 run_test "sub-chunk writes to origin and snapshot" t_partial_chunk_write
-run_test "three snapshots of one origin keep their own content" t_many_snapshots
+run_test "three snapshots of one origin keep their own content" t_many_snapshots N
+run_test "three snapshots, one persistent, keep their own content" t_many_snapshots P
 run_test "reads of unchanged chunks come from the origin" t_reads_from_origin
 run_test "snapshot write leaves origin unchanged (PO)" t_snapshot_write PO

@@ -5,6 +5,7 @@ load_impl
 
 # t_full STORE EXPECTED_STATUS WRITE_TO(origin|snapshot)
 t_full() {
+	need_store "$1"
 	need_target snapshot-origin
 	need_target snapshot
 	local base cow sz o s

@@ -55,6 +55,29 @@ need_param() {
 	[ -e "/sys/module/$MOD/parameters/$1" ] || skip_because "module parameter $1 not in $MOD"
 }
 
+# has_store TYPE: whether the implementation has exception store TYPE
+# (N, P or PO). Probed once per boot with a small snapshot table.
+has_store() {
+	local flag=$WORK/store-$1 o c
+	if [ ! -e "$flag" ]; then
+		o=$(mkloop 1)
+		c=$(mkloop 1)
+		if dmsetup create "$DM_PREFIX-probe" --table "0 2048 snapshot $o $c $1 8" 2>/dev/null; then
+			echo yes > "$flag"
+			dmsetup remove "$DM_PREFIX-probe"
+		else
+			echo no > "$flag"
+		fi
+		losetup -d "$o" "$c"
+	fi
+	[ "$(cat "$flag")" = yes ]
+}
+
+# need_store TYPE: skip unless the implementation has exception store TYPE.
+need_store() {
+	has_store "$1" || skip_because "exception store $1 not in $MOD"
+}
+
 # Remove every device-mapper device and loop device the tests made.
 cleanup_devices() {
 	local d

@@ -18,6 +18,7 @@ cleanup_lvm() {
 }
 
 t_lvm_snapshot() {
+	need_store P
 	need_target snapshot-origin
 	need_target snapshot
 	local pv vg=${DM_PREFIX}vg

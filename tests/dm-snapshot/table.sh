@@ -13,6 +13,7 @@ setup_pair() {
 }
 
 t_accept() {
+	need_store "$1"
 	local store=$1 chunk=$2
 	shift 2
 	need_target snapshot
