@@ -91,10 +91,33 @@ impl WaitQueue {
 
     /// Like [`WaitQueue::wait_io`], but the first time `cond` is false,
     /// `release` runs after the task is queued and before it sleeps: the
-    /// place to drop locks that whoever makes `cond` true may need. Returns
-    /// whether the task slept (and so ran `release`).
-    pub fn wait_io_then(&self, mut cond: impl FnMut() -> bool, release: impl FnOnce()) -> bool {
+    /// place to drop locks that whoever makes `cond` true may need. If
+    /// `cond` holds at once, `release` runs before this returns. Either way
+    /// it runs exactly once. Returns whether the task slept.
+    pub fn wait_io_then(&self, cond: impl FnMut() -> bool, release: impl FnOnce()) -> bool {
+        self.wait(false, cond, release)
+    }
+
+    /// Like [`WaitQueue::wait_io_then`], but the task waits exclusively:
+    /// [`WaitQueue::wake_up`] wakes one such waiter, not all of them, so a
+    /// freed resource does not wake a crowd. A waiter woken for a resource
+    /// it then does not use must pass the wake-up on with `wake_up`.
+    pub fn wait_io_exclusive_then(
+        &self,
+        cond: impl FnMut() -> bool,
+        release: impl FnOnce(),
+    ) -> bool {
+        self.wait(true, cond, release)
+    }
+
+    fn wait(
+        &self,
+        exclusive: bool,
+        mut cond: impl FnMut() -> bool,
+        release: impl FnOnce(),
+    ) -> bool {
         if cond() {
+            release();
             return false;
         }
         let mut release = Some(release);
@@ -102,11 +125,22 @@ impl WaitQueue {
         // SAFETY: `entry` is valid for writes and lives until `finish_wait`.
         unsafe { bindings::init_wait(entry.get()) };
         loop {
-            // SAFETY: By the type invariant `head` is initialised; `entry` was
-            // initialised above.
-            unsafe {
-                bindings::prepare_to_wait(self.head.get(), entry.get(), TASK_UNINTERRUPTIBLE)
-            };
+            if exclusive {
+                // SAFETY: By the type invariant `head` is initialised; `entry`
+                // was initialised above.
+                unsafe {
+                    bindings::prepare_to_wait_exclusive(
+                        self.head.get(),
+                        entry.get(),
+                        TASK_UNINTERRUPTIBLE,
+                    )
+                };
+            } else {
+                // SAFETY: As above.
+                unsafe {
+                    bindings::prepare_to_wait(self.head.get(), entry.get(), TASK_UNINTERRUPTIBLE)
+                };
+            }
             if cond() {
                 break;
             }
