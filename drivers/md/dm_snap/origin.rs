@@ -8,7 +8,10 @@
 //! C counterpart: `origin_ctr()`, `origin_map()` and friends in
 //! `drivers/md/dm-snap.c`.
 
-use super::{registry::Registry, snapshot::do_origin};
+use super::{
+    registry::Registry,
+    snapshot::{do_origin, Limit},
+};
 use core::{
     fmt::Write,
     sync::atomic::{AtomicU32, Ordering},
@@ -80,7 +83,7 @@ impl TargetOperations for Origin {
             bio.accept_partial(available);
         }
         // Only writes concern the snapshots.
-        match do_origin(&self.registry, self.dev.dev_t(), bio) {
+        match do_origin(&self.registry, self.dev.dev_t(), bio, Limit::Throttled) {
             Some(bio) => MapResult::Remapped(bio),
             None => MapResult::Submitted,
         }

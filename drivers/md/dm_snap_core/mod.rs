@@ -9,3 +9,4 @@
 pub mod chunk;
 pub mod disk;
 pub mod table;
+pub mod throttle;
