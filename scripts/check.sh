@@ -13,7 +13,7 @@ IMPL=${DM_SNAP_IMPL:-rust}
 # DM_SNAP_FLAVOR=debug: the KASAN/kmemleak kernel (make check-debug); the
 # lints and host tests, which do not depend on the kernel, are left out.
 FLAVOR=${DM_SNAP_FLAVOR:-default}
-GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params persist lvm stress}
+GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params persist lvm throttle stress}
 RESULTS=$(mktemp -d /tmp/dm-snap-check.XXXXXX)
 pass=0 fail=0 skip=0 KDIR=
 
@@ -138,5 +138,29 @@ for g in $GUEST_GROUPS; do
 	*)	run_group "$g" 600 ;;
 	esac
 done
+
+# ---- the throttle selftest catches the 2019 deadlock ---------------------------
+# A test-only build of ours that sleeps for the throttle with the origin lock
+# held must fail the deadlock test: hang (time limit), or a hung-task report.
+if [ "$IMPL" = rust ] && [[ " $GUEST_GROUPS " == *" throttle "* ]]; then
+	buggy=$CACHE/buggy-throttle
+	rm -rf "$buggy"
+	mkdir -p "$buggy"
+	cp -r "$TOP/Kbuild" "$TOP/Makefile" "$TOP/drivers" "$buggy/"
+	make_kernel M="$buggy" clean > /dev/null 2>&1 || true
+	if make_kernel M="$buggy" DM_SNAP_BUGGY_THROTTLE=1 modules > "$RESULTS/buggy-build.log" 2>&1; then
+		out=$RESULTS/throttle-buggy rc=0
+		"$TOP/scripts/vm-run.sh" -t 240 -o "$out" "$KDIR" -- \
+			"cd $TOP && DM_SNAP_IMPL=rust DM_SNAP_KO=$buggy/drivers/md/dm_snapshot_rs.ko DM_SNAP_THROTTLE_ROUNDS=10 KDIR=$KDIR bash tests/dm-snapshot/run.sh throttle" || rc=$?
+		if [ $rc != 0 ] || grep -q '^not ok 1 ' "$out/stdout"; then
+			result ok "throttle: deadlock test fails a build that sleeps holding the origin lock (status $rc)"
+		else
+			result fail "throttle: deadlock test fails a build that sleeps holding the origin lock" "it passed; see $out"
+		fi
+	else
+		tail -n 20 "$RESULTS/buggy-build.log"
+		result fail "throttle: build of the buggy test module"
+	fi
+fi
 
 summary
