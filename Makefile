@@ -11,12 +11,13 @@
 #   make check-debug      the guest selftests on a KASAN + kmemleak kernel
 #   make kernel / module  build steps alone
 #   make host-test        the host unit tests of the kernel-independent logic
+#   make bench            the COW throttle benchmark, C against ours
 
 ifneq ($(KERNELRELEASE),)
 include $(src)/Kbuild
 else
 
-.PHONY: run check check-reference check-debug kernel module host-test clean
+.PHONY: run check check-reference check-debug kernel module host-test bench clean
 
 run:
 	@scripts/run.sh
@@ -38,6 +39,9 @@ module:
 
 host-test:
 	@cd host && cargo test
+
+bench:
+	@scripts/bench.sh
 
 clean:
 	@KDIR=$$(scripts/build-kernel.sh 2>/dev/null) && \
