@@ -192,6 +192,20 @@ pub(crate) struct CopyJob {
     zero: bool,
 }
 
+impl CopyJob {
+    /// A job for `chunk` of `state`, from its pool (waits for an element
+    /// rather than fail, `GFP_NOIO`).
+    fn alloc(state: &Arc<SnapState>, chunk: u64, zero: bool) -> Result<PoolBox<CopyJob>> {
+        let job = CopyJob {
+            state: state.clone(),
+            chunk,
+            bio: BioSlot::new(),
+            zero,
+        };
+        Mempool::alloc(&state.job_pool, job, GFP_NOIO)
+    }
+}
+
 impl kcopyd::Completion for CopyJob {
     type Ptr = PoolBox<CopyJob>;
 
@@ -385,13 +399,7 @@ impl Snap {
         let count = u64::from(st.chunk.sectors()).min(self.origin.sectors().saturating_sub(src));
         let from = self.origin.region(src, count);
         let to = self.cow.region(new_chunk << shift, count);
-        let job = CopyJob {
-            state: st.clone(),
-            chunk,
-            bio: BioSlot::new(),
-            zero: false,
-        };
-        match Mempool::alloc(&st.job_pool, job, GFP_NOIO) {
+        match CopyJob::alloc(st, chunk, false) {
             Ok(job) => {
                 if let Err(job) = self.kc.copy::<CopyJob>(&from, &[to], job) {
                     <CopyJob as kcopyd::Completion>::complete(job, true, 0);
@@ -406,13 +414,7 @@ impl Snap {
     fn zero_exception(&self, bio: OwnedBio) {
         let st = &self.state;
         let to = self.cow.region(bio.sector(), u64::from(st.chunk.sectors()));
-        let job = CopyJob {
-            state: st.clone(),
-            chunk: 0,
-            bio: BioSlot::new(),
-            zero: true,
-        };
-        match Mempool::alloc(&st.job_pool, job, GFP_NOIO) {
+        match CopyJob::alloc(st, 0, true) {
             Ok(job) => {
                 if let Err(b) = job.bio.put(bio) {
                     b.io_error();
@@ -897,13 +899,7 @@ impl TargetOperations for Snapshot {
                 // exception.
                 inner.pending.insert(pe);
                 drop(inner);
-                let job = CopyJob {
-                    state: st.clone(),
-                    chunk,
-                    bio: BioSlot::new(),
-                    zero: false,
-                };
-                match Mempool::alloc(&st.job_pool, job, GFP_NOIO) {
+                match CopyJob::alloc(st, chunk, false) {
                     Ok(job) => *data = SnapBio::FullWrite(snap.kc.prepare_callback::<CopyJob>(job)),
                     Err(_) => {
                         st.pending_complete(chunk, false, None);

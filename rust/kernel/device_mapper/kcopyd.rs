@@ -82,6 +82,18 @@ unsafe extern "C" fn notify<C: Completion>(read_err: c_int, write_err: c_ulong, 
     C::complete(ctx, read_err != 0, write_err as u64);
 }
 
+/// The destinations of a job as kcopyd takes them: 1 to [`MAX_REGIONS`].
+fn destinations(to: &[Region]) -> Option<[Region; MAX_REGIONS]> {
+    if to.is_empty() || to.len() > MAX_REGIONS {
+        return None;
+    }
+    let mut dests = [Region::new(core::ptr::null_mut(), 0, 0); MAX_REGIONS];
+    for (d, s) in dests.iter_mut().zip(to) {
+        *d = *s;
+    }
+    Some(dests)
+}
+
 /// A kcopyd client (`struct dm_kcopyd_client`): its own thread pool, page
 /// reserve and throttle.
 ///
@@ -127,13 +139,9 @@ impl Client {
         to: &[Region],
         ctx: C::Ptr,
     ) -> core::result::Result<(), C::Ptr> {
-        if to.is_empty() || to.len() > MAX_REGIONS {
+        let Some(mut dests) = destinations(to) else {
             return Err(ctx);
-        }
-        let mut dests = [Region::new(core::ptr::null_mut(), 0, 0); MAX_REGIONS];
-        for (d, s) in dests.iter_mut().zip(to) {
-            *d = *s;
-        }
+        };
         let mut src = *from;
         // SAFETY: By the type invariant `kc` is live; the regions are valid
         // (kcopyd copies them before returning); the context is given to
@@ -159,13 +167,9 @@ impl Client {
         to: &[Region],
         ctx: C::Ptr,
     ) -> core::result::Result<(), C::Ptr> {
-        if to.is_empty() || to.len() > MAX_REGIONS {
+        let Some(mut dests) = destinations(to) else {
             return Err(ctx);
-        }
-        let mut dests = [Region::new(core::ptr::null_mut(), 0, 0); MAX_REGIONS];
-        for (d, s) in dests.iter_mut().zip(to) {
-            *d = *s;
-        }
+        };
         // SAFETY: As for `copy`.
         unsafe {
             bindings::dm_kcopyd_zero(
