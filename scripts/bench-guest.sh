@@ -5,28 +5,40 @@
 # the C dm-snapshot.ko and then against ours in the same boot, on the same
 # devices.
 #
-# Workload, with 16 KiB chunks: the origin's first 16 MiB are copied into
-# the snapshot first (its chunks are remapped); then 16 writers write new
-# chunks elsewhere, keeping the throttle saturated on a slow (dm-delay) COW
-# device, while
-# - one paced writer rewrites the already-copied chunks (no copy needed);
-# - two paced writers walk the same chunks, the second 20 ms behind: one
-#   writes the first 4 KiB of each chunk, the other the second, so the
-#   second often finds the chunk's copy in flight (it need not wait for
-#   the throttle then, only for that copy).
-# Reported: p50/p99 latency of both, the saturating writers' IOPS, the
-# highest copies in flight seen by sampling the COW device's in-flight
-# writes (the same for both), and ours' own counters.
+# Workload, with 16 KiB chunks. The origin sits on three regions of one
+# loop device: F (16 MiB, fast), S (176 MiB) and L (64 MiB), S and L behind
+# dm-delay devices that delay reads only (by READ_DELAY and 20 ms), so a
+# copy out of S or L is slow while writes are not. F's chunks are copied
+# into the snapshot first (they are remapped); then 16 writers write new
+# chunks of S, keeping the throttle saturated, while
+# - one paced writer rewrites F's chunks (no copy needed);
+# - scripts/bench-pair.py walks L's chunks: a lead write starts a chunk's
+#   copy and, once that copy is seen reading L, a follow write to the same
+#   chunk is timed (its chunk's copy is in flight: it can be queued on it).
+# Reported: p50/p99 latency of the rewrites and of the follow writes (and
+# how long after its lead each follow write completed: about 0 when the
+# lead's copy completed both), the
+# saturating writers' IOPS, the highest number of copies in flight seen by
+# sampling the origin regions' in-flight reads every 10 ms (each copy
+# reads its chunk once; the same measure for both implementations), and
+# ours' own counters.
 
 set -euo pipefail
 : "${KDIR:?}" "${TOP:?}"
 SECS=${BENCH_SECONDS:-30}
-THRESHOLD=${BENCH_THRESHOLD:-8}
+THRESHOLD=${BENCH_THRESHOLD:-2}
+READ_DELAY=${BENCH_READ_DELAY:-50}
+FOLLOW_AFTER=${BENCH_FOLLOW_AFTER:-0}
 W=/tmp/dm-snap-bench
 mkdir -p "$W"
+MiB=2048 # sectors
+
+inflight_of() { # inflight_of DM_NAME: its /sys/block/*/inflight
+	echo "/sys/block/$(basename "$(readlink -f "/dev/mapper/$1")")/inflight"
+}
 
 one() { # one IMPL
-	local impl=$1 mod ko base cow cowdev sz origin
+	local impl=$1 mod ko base cow origin s_in l_in
 	case $impl in
 	c)	mod=dm_snapshot ko=$KDIR/drivers/md/dm-snapshot.ko ;;
 	rust)	mod=dm_snapshot_rs ko=$TOP/drivers/md/dm_snapshot_rs.ko ;;
@@ -36,68 +48,74 @@ one() { # one IMPL
 	truncate -s 256M "$W/base.img"
 	truncate -s 300M "$W/cow.img"
 	base=$(losetup --show -f "$W/base.img")
-	cowdev=$(losetup --show -f "$W/cow.img")
-	sz=$(blockdev --getsz "$base")
-	dmsetup create bench-cow --table "0 $(blockdev --getsz "$cowdev") delay $cowdev 0 5"
-	cow=/dev/mapper/bench-cow
-	dmsetup create bench-origin --table "0 $sz snapshot-origin $base"
+	cow=$(losetup --show -f "$W/cow.img")
+	dmsetup create bench-s --table \
+		"0 $((176 * MiB)) delay $base $((16 * MiB)) $READ_DELAY $base $((16 * MiB)) 0"
+	dmsetup create bench-l --table \
+		"0 $((64 * MiB)) delay $base $((192 * MiB)) 20 $base $((192 * MiB)) 0"
+	dmsetup create bench-base <<-EOF
+	0 $((16 * MiB)) linear $base 0
+	$((16 * MiB)) $((176 * MiB)) linear /dev/mapper/bench-s 0
+	$((192 * MiB)) $((64 * MiB)) linear /dev/mapper/bench-l 0
+	EOF
+	dmsetup create bench-origin --table "0 $((256 * MiB)) snapshot-origin /dev/mapper/bench-base"
 	origin=/dev/mapper/bench-origin
-	dmsetup create bench-snap --table "0 $sz snapshot $base $cow N 32"
+	dmsetup create bench-snap --table "0 $((256 * MiB)) snapshot /dev/mapper/bench-base $cow N 32"
 	dmsetup suspend bench-origin
 	dmsetup resume bench-origin
-	# Copy the first 16 MiB: their later rewrites need no copy.
+	# Copy F: its later rewrites need no copy.
 	dd if=/dev/zero of="$origin" bs=1M count=16 oflag=direct status=none
-	local dmname inflight=/sys/block/$(basename "$(readlink -f $cow)")/inflight
-	# Sample the COW device's in-flight writes every 10 ms.
+	s_in=$(inflight_of bench-s) l_in=$(inflight_of bench-l)
+	# Sample the copies' reads in flight every 10 ms.
 	( max=0; while :; do
-		read -r _ w < "$inflight"
-		[ "$w" -le "$max" ] || { max=$w; echo "$max" > "$W/inflight-max"; }
+		read -r a _ < "$s_in"; read -r b _ < "$l_in"
+		[ $((a + b)) -le "$max" ] || { max=$((a + b)); echo "$max" > "$W/inflight-max"; }
 		sleep 0.01
 	  done ) &
 	local sampler=$!
 	echo 0 > "$W/inflight-max"
+	# Real-time priority, so that its polling sees each copy's read.
+	chrt -f 10 python3 "$TOP/scripts/bench-pair.py" "$origin" "$l_in" $((192 << 20)) 16384 \
+		"$((SECS - 4))" "$FOLLOW_AFTER" "$W/pair-$impl.json" &
+	local pair=$!
 	fio --output-format=json --output="$W/fio-$impl.json" \
 		--name=saturate --filename="$origin" --numjobs=16 --rw=randwrite --bs=4k \
 		--direct=1 --ioengine=psync --offset=16M --size=176M --time_based --runtime="$SECS" \
 		--name=rewrite --filename="$origin" --numjobs=1 --rw=randwrite --bs=4k \
 		--direct=1 --ioengine=psync --offset=0 --size=16M --rate_iops=50 \
-		--time_based --runtime="$SECS" \
-		--name=lead --filename="$origin" --numjobs=1 --rw=write:12k --bs=4k \
-		--direct=1 --ioengine=psync --offset=192M --size=64M --rate_iops=20 \
-		--time_based --runtime="$SECS" \
-		--name=follow --filename="$origin" --numjobs=1 --rw=write:12k --bs=4k \
-		--direct=1 --ioengine=psync --offset=196612k --size=64M --startdelay=20ms \
-		--rate_iops=20 --time_based --runtime="$SECS" > /dev/null
+		--time_based --runtime="$SECS" > /dev/null
+	wait "$pair"
 	kill "$sampler"
 	wait "$sampler" 2>/dev/null || true
 	local stats=
 	[ "$impl" = c ] || stats=$(dmsetup message bench-snap 0 stats 2>/dev/null || true)
-	python3 - "$W/fio-$impl.json" "$impl" "$(cat "$W/inflight-max")" "$stats" <<'PY'
+	python3 - "$W/fio-$impl.json" "$W/pair-$impl.json" "$impl" "$(cat "$W/inflight-max")" "$stats" <<'PY'
 import json, sys
-path, impl, inflight, stats = sys.argv[1:5]
+path, pair_path, impl, inflight, stats = sys.argv[1:6]
 jobs = json.load(open(path))["jobs"]
-def lat(name):
-    ws = [j["write"] for j in jobs if j["jobname"] == name]
-    # The median and 99th percentile over the jobs of that name: the
-    # largest of their own (a conservative summary for two similar jobs).
-    p50 = max(w["clat_ns"]["percentile"]["50.000000"] for w in ws) / 1e6
-    p99 = max(w["clat_ns"]["percentile"]["99.000000"] for w in ws) / 1e6
-    n = sum(w["total_ios"] for w in ws)
-    return f"{name} p50 {p50:7.2f} ms p99 {p99:7.2f} ms ({n} writes)"
-sat = [j for j in jobs if j["jobname"] == "saturate"]
-sat_iops = sum(j["write"]["iops"] for j in sat)
-print(f"{impl:5s} {lat('rewrite')}  {lat('lead')}  {lat('follow')}"
-      f"  saturating {sat_iops:6.1f} IOPS  max COW writes in flight {inflight}"
+pair = json.load(open(pair_path))
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
+rw = [j["write"] for j in jobs if j["jobname"] == "rewrite"][0]
+p50, p99 = (rw["clat_ns"]["percentile"][k] / 1e6 for k in ("50.000000", "99.000000"))
+fl = [x * 1e3 for x in pair["follow"]]
+lag = [x * 1e3 for x in pair["lag"]]
+sat_iops = sum(j["write"]["iops"] for j in jobs if j["jobname"] == "saturate")
+print(f"{impl:5s} rewrite p50 {p50:7.2f} ms p99 {p99:7.2f} ms ({rw['total_ios']} writes)"
+      f"  follow p50 {pct(fl, 50):7.2f} ms p99 {pct(fl, 99):7.2f} ms ({len(fl)} writes,"
+      f" {pair['missed']} missed; after lead p50 {pct(lag, 50):.2f} p99 {pct(lag, 99):.2f} ms)"
+      f"  saturating {sat_iops:6.1f} IOPS  max copies in flight {inflight}"
       + (f"  [{stats}]" if stats else ""))
 PY
 	dmsetup remove bench-snap
 	dmsetup remove bench-origin
-	dmsetup remove bench-cow
-	losetup -d "$base" "$cowdev"
+	dmsetup remove bench-base bench-s bench-l
+	losetup -d "$base" "$cow"
 	rm -f "$W/base.img" "$W/cow.img"
 	rmmod "$mod"
 }
 
-echo "COW throttle benchmark: threshold $THRESHOLD, ${SECS}s, COW delay 5 ms, chunk 16 KiB"
+echo "COW throttle benchmark: threshold $THRESHOLD, ${SECS}s, origin read delay ${READ_DELAY} ms (S) / 20 ms (L), chunk 16 KiB"
 one c
 one rust

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The COW throttle benchmark (scripts/bench-guest.sh), C against ours in one
-# guest boot. BENCH_SECONDS and BENCH_THRESHOLD tune it.
+# guest boot. BENCH_SECONDS, BENCH_THRESHOLD (default 2), BENCH_READ_DELAY
+# and BENCH_FOLLOW_AFTER tune it (see bench-guest.sh).
 
 . "$(dirname "$0")/lib.sh"
 
@@ -14,6 +15,6 @@ out=$(mktemp -d /tmp/dm-snap-bench.XXXXXX)
 log "benchmark in the guest; console log: $out/console"
 rc=0
 "$TOP/scripts/vm-run.sh" -t 900 -o "$out" "$KDIR" -- \
-	"cd $TOP && BENCH_SECONDS=${BENCH_SECONDS:-30} BENCH_THRESHOLD=${BENCH_THRESHOLD:-8} KDIR=$KDIR TOP=$TOP bash scripts/bench-guest.sh" || rc=$?
+	"cd $TOP && BENCH_SECONDS=${BENCH_SECONDS:-30} BENCH_THRESHOLD=${BENCH_THRESHOLD:-2} BENCH_FOLLOW_AFTER=${BENCH_FOLLOW_AFTER:-0} KDIR=$KDIR TOP=$TOP bash scripts/bench-guest.sh" || rc=$?
 cat "$out/stdout"
 [ $rc = 0 ] || die "benchmark failed (status $rc); console: $out/console"
