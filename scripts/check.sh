@@ -13,7 +13,7 @@ IMPL=${DM_SNAP_IMPL:-rust}
 # DM_SNAP_FLAVOR=debug: the KASAN/kmemleak kernel (make check-debug); the
 # lints and host tests, which do not depend on the kernel, are left out.
 FLAVOR=${DM_SNAP_FLAVOR:-default}
-GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params persist lvm throttle stress}
+GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params faults persist lvm throttle stress}
 RESULTS=$(mktemp -d /tmp/dm-snap-check.XXXXXX)
 pass=0 fail=0 skip=0 KDIR=
 

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+#
+# Systematic allocation-failure injection for the dm-snapshot selftests,
+# through /proc/thread-self/fail-nth (Documentation/fault-injection/): the
+# N-th fault-injection point this thread passes fails, for N = 1, 2, ...
+# until an operation passes none. failslab and fail_page_alloc must be set
+# up to consider sleeping allocations (faults.sh does).
+#
+#   fail_nth.py load NAME MAX LEN TARGET PARAMS
+#       Load the table "0 LEN TARGET PARAMS" into the existing (table-less)
+#       device NAME with the N-th allocation failing, then clear it again.
+#   fail_nth.py write DEV MAX CHUNK_BYTES
+#       Write 4 KiB at the start of chunk N of DEV (O_DIRECT) with the
+#       N-th allocation failing; every write must succeed.
+#
+# Prints one line: how many points were failed and what came of it. Exits
+# non-zero if MAX is reached before an operation passed no point (the
+# points are not all covered) or on an unexpected outcome.
+
+import errno
+import fcntl
+import mmap
+import os
+import struct
+import sys
+
+FAIL_NTH = "/proc/thread-self/fail-nth"
+
+# include/uapi/linux/dm-ioctl.h
+DM_IOCTL_HDR = struct.Struct("=3I7IQ128s129s7s")  # struct dm_ioctl, 312 bytes
+DM_TARGET_SPEC = struct.Struct("=QQiI16s")  # struct dm_target_spec, 40 bytes
+DM_TABLE_LOAD, DM_TABLE_CLEAR = 9, 10
+
+
+def dm_cmd(nr):
+    return (3 << 30) | (DM_IOCTL_HDR.size << 16) | (0xFD << 8) | nr
+
+
+def dm_ioctl(fd, nr, name, spec=b""):
+    data_start = DM_IOCTL_HDR.size + (-DM_IOCTL_HDR.size % 8)
+    buf = bytearray(16384)  # longer than 1024: passed to the kernel as is
+    DM_IOCTL_HDR.pack_into(buf, 0, 4, 0, 0, len(buf), data_start,
+                           1 if spec else 0, 0, 0, 0, 0, 0,
+                           name.encode(), b"", b"")
+    buf[data_start:data_start + len(spec)] = spec
+    fcntl.ioctl(fd, dm_cmd(nr), buf)
+
+
+def table_spec(length, target, params):
+    p = params.encode() + b"\0"
+    p += b"\0" * (-(DM_TARGET_SPEC.size + len(p)) % 8)
+    return DM_TARGET_SPEC.pack(0, length, 0, DM_TARGET_SPEC.size + len(p),
+                               target.encode()) + p
+
+
+# Opened once: once armed, opening a file could itself be the point failed.
+# Reading and writing it allocate nothing.
+fail_nth_fd = os.open(FAIL_NTH, os.O_RDWR)
+
+
+def arm(n):
+    os.pwrite(fail_nth_fd, str(n).encode(), 0)
+
+
+def disarm():
+    """Whether the armed point was reached (and failed); disarms."""
+    left = int(os.pread(fail_nth_fd, 32, 0))
+    if left:
+        arm(0)
+    return left == 0
+
+
+def load(name, limit, length, target, params):
+    spec = table_spec(length, target, params)
+    fd = os.open("/dev/mapper/control", os.O_RDWR)
+    outcomes = {}
+    for n in range(1, limit + 1):
+        arm(n)
+        try:
+            dm_ioctl(fd, DM_TABLE_LOAD, name, spec)
+            err = 0
+        except OSError as e:
+            err = e.errno
+        hit = disarm()
+        if not hit:
+            if err:
+                print(f"table refused with no failure injected: {os.strerror(err)}")
+                return 1
+            print(f"{n - 1} allocation points failed in turn: " +
+                  ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+            dm_ioctl(fd, DM_TABLE_CLEAR, name)
+            return 0
+        key = "loaded" if not err else errno.errorcode.get(err, str(err))
+        outcomes[key] = outcomes.get(key, 0) + 1
+        if not err:
+            dm_ioctl(fd, DM_TABLE_CLEAR, name)
+    print(f"still failing points after {limit}: raise MAX")
+    return 1
+
+
+def write(dev, limit, chunk):
+    fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, 4096)  # page aligned, as O_DIRECT wants
+    buf.write(b"F" * 4096)
+    refused = 0
+    for n in range(1, limit + 1):
+        arm(n)
+        try:
+            os.pwrite(fd, buf, n * chunk)
+            err = 0
+        except OSError as e:
+            err = e.errno
+        hit = disarm()
+        if err == errno.ENOMEM and hit:
+            # Refused above the device (the direct-I/O code): the write
+            # never reached the target. Write it again, unfailed.
+            refused += 1
+            os.pwrite(fd, buf, n * chunk)
+        elif err:
+            print(f"write to chunk {n} failed: {os.strerror(err)}")
+            return 1
+        if not hit:
+            os.fsync(fd)
+            print(f"{n - 1} allocation points failed in turn, one per write "
+                  f"to a new chunk; {refused} writes refused with ENOMEM "
+                  "above the device (written again); no write failed")
+            return 0
+    print(f"still failing points after {limit}: raise MAX")
+    return 1
+
+
+def main(argv):
+    if argv[1] == "load":
+        return load(argv[2], int(argv[3]), int(argv[4]), argv[5], argv[6])
+    if argv[1] == "write":
+        return write(argv[2], int(argv[3]), int(argv[4]))
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
