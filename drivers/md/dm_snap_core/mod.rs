@@ -7,6 +7,7 @@
 //! and fuzzed on the host, and linked into the kernel module unchanged.
 
 pub mod chunk;
+pub mod commit;
 pub mod disk;
 pub mod table;
 pub mod throttle;
