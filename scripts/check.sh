@@ -103,16 +103,11 @@ result $r "unsafe audit"
 fi # default flavour
 
 # ---- guest selftests -----------------------------------------------------------------
-# run_group GROUP LIMIT [PHASE] [vm-run options...]
-run_group() {
-	local group=$1 limit=$2 phase=${3:-} out rc=0
-	shift 3 || shift $#
-	out=$RESULTS/$group${phase:+-$phase}
-	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$@" "$KDIR" -- \
-		"cd $TOP && DM_SNAP_IMPL=$IMPL KDIR=$KDIR bash tests/dm-snapshot/run.sh $group $phase" || rc=$?
-	sed 's/^/    /' "$out/stdout"
-	local planned seen=0 line name
-	planned=$(sed -n 's/^1\.\.\([0-9]*\).*/\1/p' "$out/stdout" | head -n1)
+# count_group NAME STDOUT: the group's KTAP lines as results.
+count_group() {
+	local group=$1 stdout=$2 planned seen=0 line name
+	sed 's/^/    /' "$stdout"
+	planned=$(sed -n 's/^1\.\.\([0-9]*\).*/\1/p' "$stdout" | head -n1)
 	while IFS= read -r line; do
 		case $line in
 		"ok "*"# SKIP"*)
@@ -122,25 +117,71 @@ run_group() {
 		"ok "*) seen=$((seen + 1)); result ok "$group: ${line#ok [0-9]* }" ;;
 		"not ok "*) seen=$((seen + 1)); result fail "$group: ${line#not ok [0-9]* }" ;;
 		esac
-	done < "$out/stdout"
-	case $rc in
-	0|1) ;; # 1: some test failed, counted above
-	124) result fail "$group: guest finished within ${limit}s" ;;
-	125) result fail "$group: guest kernel log clean" "splat, see $out/console" ;;
-	*) result fail "$group: guest run" "exit status $rc, see $out/console" ;;
-	esac
+	done < "$stdout"
 	if [ -z "$planned" ] || [ "$seen" -lt "$planned" ]; then
 		result fail "$group: all planned tests ran" "$seen of ${planned:-?}"
 	fi
 }
+
+# count_guest NAME RC LIMIT OUT: how the guest run ended.
+count_guest() {
+	case $2 in
+	0|1) ;; # 1: some test failed, counted already
+	124) result fail "$1: guest finished within ${3}s" ;;
+	125) result fail "$1: guest kernel log clean" "splat, see $4/console" ;;
+	*) result fail "$1: guest run" "exit status $2, see $4/console" ;;
+	esac
+}
+
+# run_group GROUP LIMIT [PHASE] [vm-run options...]: one group, one boot.
+run_group() {
+	local group=$1 limit=$2 phase=${3:-} out rc=0
+	shift 3 || shift $#
+	out=$RESULTS/$group${phase:+-$phase}
+	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$@" "$KDIR" -- \
+		"cd $TOP && DM_SNAP_IMPL=$IMPL KDIR=$KDIR bash tests/dm-snapshot/run.sh $group $phase" || rc=$?
+	count_group "$group" "$out/stdout"
+	count_guest "$group" "$rc" "$limit" "$out"
+}
+
+# run_batch LIMIT GROUP...: the groups one after another in one boot (the
+# debug kernel takes minutes to boot under TCG), each counted as its own.
+run_batch() {
+	local limit=$1 out=$RESULTS/batch rc=0 g
+	shift
+	# Short: the command travels on the guest's kernel command line.
+	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$KDIR" -- \
+		"cd $TOP && export DM_SNAP_IMPL=$IMPL KDIR=$KDIR $BATCH_ENV && for g in $*; do echo \"### group \$g\"; bash tests/dm-snapshot/run.sh \$g; done" || rc=$?
+	for g in "$@"; do
+		mkdir -p "$RESULTS/$g"
+		awk -v g="### group $g" '$0 == g { on = 1; next } /^### group / { on = 0 } on' \
+			"$out/stdout" > "$RESULTS/$g/stdout"
+		count_group "$g" "$RESULTS/$g/stdout"
+	done
+	count_guest "groups in one boot" "$rc" "$limit" "$out"
+}
+
+PERSIST_LIMIT=300
+if [ "$FLAVOR" = debug ]; then
+	PERSIST_LIMIT=1200
+	# Shorter stress and throttle runs: KASAN and kmemleak slow the guest
+	# down several times; what they look for shows in a short run too.
+	BATCH_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4}"
+	batch=
+	for g in $GUEST_GROUPS; do
+		[ "$g" = persist ] || batch+=" $g"
+	done
+	[ -z "$batch" ] || run_batch "${DM_SNAP_DEBUG_LIMIT:-5400}" $batch
+	GUEST_GROUPS=$(for g in $GUEST_GROUPS; do [ "$g" != persist ] || echo persist; done)
+fi
 
 for g in $GUEST_GROUPS; do
 	case $g in
 	persist)
 		disk=$RESULTS/persist.img
 		truncate -s 64M "$disk"
-		run_group persist 300 1 -d "$disk"
-		run_group persist 300 2 -d "$disk" ;;
+		run_group persist "$PERSIST_LIMIT" 1 -d "$disk"
+		run_group persist "$PERSIST_LIMIT" 2 -d "$disk" ;;
 	*)	run_group "$g" 600 ;;
 	esac
 done

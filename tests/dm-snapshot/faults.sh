@@ -26,29 +26,35 @@ fault_setup() {
 	[ ! -d "$DBG/fail_page_alloc" ] || echo 0 > "$DBG/fail_page_alloc/min-order"
 }
 
+# base_and_cow: 8 MiB origin holding pattern A (also in $WORK/A) and an
+# 8 MiB COW device, in BASE, COW and SZ.
+base_and_cow() {
+	BASE=$(mkloop 8)
+	COW=$(mkloop 8)
+	SZ=$(sectors "$BASE")
+	pattern A 8 > "$WORK/A"
+	write_at "$BASE" "$WORK/A"
+}
+
 # t_load_failures TARGET STORE: a snapshot (or origin) table loaded with
 # each allocation point failed in turn is either refused or loaded; after
 # all of them the target works.
 t_load_failures() {
 	need_store "$2"
 	fault_setup
-	local base cow sz o s params
-	base=$(mkloop 8)
-	cow=$(mkloop 8)
-	sz=$(sectors "$base")
-	pattern A 8 > "$WORK/A"
-	write_at "$base" "$WORK/A"
+	local o s params
+	base_and_cow
 	case $1 in
-	snapshot) params="$base $cow $2 16" ;;
-	*) params=$base ;;
+	snapshot) params="$BASE $COW $2 16" ;;
+	*) params=$BASE ;;
 	esac
 	dmsetup create "$DM_PREFIX-fail" --notable
-	$FAIL_NTH load "$DM_PREFIX-fail" 3000 "$sz" "$1" "$params" | sed 's/^/# /'
+	$FAIL_NTH load "$DM_PREFIX-fail" 3000 "$SZ" "$1" "$params" | sed 's/^/# /'
 	[ "${PIPESTATUS[0]}" = 0 ]
 	dmsetup remove "$DM_PREFIX-fail"
 	# Still working: a snapshot keeps the old data while the origin changes.
-	o=$(dm origin "0 $sz snapshot-origin $base")
-	s=$(dm_snap snap "0 $sz snapshot $base $cow $2 16")
+	o=$(dm origin "0 $SZ snapshot-origin $BASE")
+	s=$(dm_snap snap "0 $SZ snapshot $BASE $COW $2 16")
 	pattern B 1 > "$WORK/B"
 	write_at "$o" "$WORK/B" 1024
 	same "$s" "$WORK/A"
@@ -60,14 +66,10 @@ t_load_failures() {
 t_write_failures() {
 	need_store "$1"
 	fault_setup
-	local base cow sz o s
-	base=$(mkloop 8)
-	cow=$(mkloop 8)
-	sz=$(sectors "$base")
-	pattern A 8 > "$WORK/A"
-	write_at "$base" "$WORK/A"
-	o=$(dm origin "0 $sz snapshot-origin $base")
-	s=$(dm_snap snap "0 $sz snapshot $base $cow $1 16")
+	local o s
+	base_and_cow
+	o=$(dm origin "0 $SZ snapshot-origin $BASE")
+	s=$(dm_snap snap "0 $SZ snapshot $BASE $COW $1 16")
 	if [ "$2" = origin ]; then
 		$FAIL_NTH write "$o" 400 8192 | sed 's/^/# /'
 		[ "${PIPESTATUS[0]}" = 0 ]
@@ -89,25 +91,21 @@ t_write_failures() {
 t_cow_io_error() {
 	need_store "$1"
 	[ -d "$DBG/fail_make_request" ] || skip_because "fail_make_request (CONFIG_FAIL_MAKE_REQUEST)"
-	local base cow sz o s f=$DBG/fail_make_request
-	base=$(mkloop 8)
-	cow=$(mkloop 8)
-	sz=$(sectors "$base")
-	pattern A 8 > "$WORK/A"
-	write_at "$base" "$WORK/A"
-	o=$(dm origin "0 $sz snapshot-origin $base")
-	s=$(dm_snap snap "0 $sz snapshot $base $cow $1 16")
+	local o s f=$DBG/fail_make_request
+	base_and_cow
+	o=$(dm origin "0 $SZ snapshot-origin $BASE")
+	s=$(dm_snap snap "0 $SZ snapshot $BASE $COW $1 16")
 	pattern B 1 > "$WORK/B"
 	write_at "$o" "$WORK/B"
 	dmesg -C
-	echo 1 > "/sys/block/$(basename "$cow")/make-it-fail"
+	echo 1 > "/sys/block/$(basename "$COW")/make-it-fail"
 	echo 100 > "$f/probability"
 	echo 1 > "$f/interval"
 	echo -1 > "$f/times"
 	echo 0 > "$f/verbose"
 	local rc=0
 	write_at "$o" "$WORK/B" 4096 || rc=$?
-	echo 0 > "/sys/block/$(basename "$cow")/make-it-fail"
+	echo 0 > "/sys/block/$(basename "$COW")/make-it-fail"
 	echo 0 > "$f/probability"
 	[ $rc = 0 ] || { echo "origin write failed with the COW device failing"; return 1; }
 	expect "$(dmsetup status "$DM_PREFIX-snap" | cut -d' ' -f4-)" Invalid "status"
