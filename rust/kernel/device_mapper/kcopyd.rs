@@ -31,6 +31,13 @@ pub const MAX_REGIONS: usize = bindings::DM_KCOPYD_MAX_REGIONS as usize;
 #[repr(transparent)]
 pub struct Region(bindings::dm_io_region);
 
+// SAFETY: A region is a device pointer and a range of sectors; dm-io and
+// kcopyd may be given it on any thread. Keeping the device open while the
+// region is used is the holder's duty, as the type's documentation says.
+unsafe impl Send for Region {}
+// SAFETY: As for `Send`; a shared region is only read.
+unsafe impl Sync for Region {}
+
 impl Region {
     pub(super) fn new(bdev: *mut bindings::block_device, sector: u64, count: u64) -> Self {
         Self(bindings::dm_io_region {
@@ -38,6 +45,11 @@ impl Region {
             sector,
             count,
         })
+    }
+
+    /// The range of `count` sectors from `sector` on the same device.
+    pub fn at(&self, sector: u64, count: u64) -> Self {
+        Self::new(self.0.bdev, sector, count)
     }
 
     /// The first sector.
