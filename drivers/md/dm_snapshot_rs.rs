@@ -8,6 +8,10 @@
 //!
 //! C counterpart: `drivers/md/dm-snap.c`.
 
+// The snapshot state's pin-initialiser has more fields than the default
+// macro recursion limit allows.
+#![recursion_limit = "256"]
+
 use kernel::{
     device_mapper::{KcopydThrottle, Registration},
     prelude::*,
@@ -16,6 +20,8 @@ use kernel::{
 pub mod dm_snap_core;
 #[path = "dm_snap/origin.rs"]
 mod origin;
+#[path = "dm_snap/persistent.rs"]
+mod persistent;
 #[path = "dm_snap/registry.rs"]
 mod registry;
 #[path = "dm_snap/snapshot.rs"]

@@ -14,10 +14,15 @@
 //! `pending_complete()` and friends in `drivers/md/dm-snap.c`, with the
 //! transient store of `drivers/md/dm-snap-transient.c`.
 
-use super::registry::{snaps_of, Origins, Registry};
+use super::{
+    persistent::{self, HeaderSlot, LoadError, Metadata},
+    registry::{snaps_of, Origins, Registry},
+};
 use crate::{
     dm_snap_core::{
         chunk::ChunkSize,
+        commit::{Batch, CommitAction, Sequencer},
+        disk::{DiskException, Layout, StoreState},
         table::{self, StoreError, StoreKind, TableError},
         throttle::Throttle,
     },
@@ -74,6 +79,13 @@ pub(crate) struct Pending {
     origin_bios: BioList,
     /// Snapshot writes waiting for the copy, already remapped to the COW.
     snapshot_bios: BioList,
+    /// Persistent store: the allocation order, in which copies commit.
+    seq: u64,
+    /// Persistent store: the copy ended with an error.
+    copy_failed: bool,
+    /// Persistent store: a whole-chunk write that was the copy, completed
+    /// once the exception is on disk.
+    full_bio: Option<OwnedBio>,
     next: Option<PoolBox<Pending>>,
 }
 
@@ -84,6 +96,9 @@ impl Pending {
             new_chunk: 0,
             origin_bios: BioList::new(),
             snapshot_bios: BioList::new(),
+            seq: 0,
+            copy_failed: false,
+            full_bio: None,
             next: None,
         }
     }
@@ -137,14 +152,36 @@ impl PendingTable {
     }
 }
 
+/// The exception store's allocation state.
+enum Store {
+    /// `N`: sectors of the COW device handed out.
+    Transient { next_free: u64 },
+    /// `P` and `PO`: the on-disk layout, the allocation state, the batch
+    /// of exceptions waiting for a metadata write and the commit order.
+    Persistent {
+        layout: Layout,
+        state: StoreState,
+        batch: Batch,
+        seq: Sequencer,
+        /// `PO`: a full COW device fails snapshot writes instead of
+        /// invalidating the snapshot.
+        overflow: bool,
+    },
+}
+
 /// What the snapshot lock protects.
 struct Inner {
     valid: bool,
+    /// `PO`: a snapshot write found the COW device full (C:
+    /// `snapshot_overflowed`); writes to the snapshot fail from then on.
+    overflowed: bool,
     /// Completed exceptions: origin chunk to COW chunk.
     complete: RBTree<u64, u64>,
     pending: PendingTable,
-    /// The transient store: sectors of the COW device handed out.
-    next_free: u64,
+    store: Store,
+    /// Persistent store: copies that ended before an earlier-allocated
+    /// one, by sequence number (to chunk), waiting for their turn.
+    out_of_order: RBTree<u64, u64>,
 }
 
 /// Why a snapshot is invalidated.
@@ -181,6 +218,13 @@ pub(crate) struct SnapState {
     throttle_wait: WaitQueue,
     pending_pool: Arc<Mempool<Pending>>,
     job_pool: Arc<Mempool<CopyJob>>,
+    persistent: bool,
+    /// Persistent store: the metadata area writes. Its lock serialises
+    /// commits and is taken before `inner`.
+    #[pin]
+    meta: Mutex<Option<Metadata>>,
+    /// Persistent store: the header, written on invalidation.
+    header: Option<Arc<HeaderSlot>>,
 }
 
 /// A copy in flight, or a chunk being zeroed for a discard.
@@ -240,17 +284,55 @@ impl SnapState {
             Invalidate::NoMem => pr_err!("Invalidating snapshot: Unable to allocate exception.\n"),
         }
         inner.valid = false;
+        if let Some(h) = &self.header {
+            h.invalidate();
+        }
     }
 
-    /// The transient store's `prepare_exception`: the next free COW chunk.
-    fn prepare(&self, inner: &mut Inner) -> Option<u64> {
-        let chunk_sectors = u64::from(self.chunk.sectors());
-        if self.cow_sectors < inner.next_free.checked_add(chunk_sectors)? {
-            return None;
+    /// Allocates the COW chunk for `pe` (C: the stores'
+    /// `prepare_exception`); false when the COW device is full.
+    fn prepare(&self, inner: &mut Inner, pe: &mut Pending) -> bool {
+        match &mut inner.store {
+            Store::Transient { next_free } => {
+                let chunk_sectors = u64::from(self.chunk.sectors());
+                match next_free.checked_add(chunk_sectors) {
+                    Some(end) if end <= self.cow_sectors => {}
+                    _ => return false,
+                }
+                pe.new_chunk = self.chunk.sector_to_chunk(*next_free);
+                *next_free += chunk_sectors;
+                true
+            }
+            Store::Persistent {
+                layout,
+                state,
+                batch,
+                seq,
+                ..
+            } => {
+                let Some(new_chunk) = state.prepare(layout) else {
+                    return false;
+                };
+                pe.new_chunk = new_chunk;
+                pe.seq = seq.allocate();
+                batch.prepared();
+                true
+            }
         }
-        let new_chunk = self.chunk.sector_to_chunk(inner.next_free);
-        inner.next_free += chunk_sectors;
-        Some(new_chunk)
+    }
+
+    /// A snapshot write found no room: `PO` marks the snapshot overflowed,
+    /// the others invalidate it.
+    fn full(&self, inner: &mut Inner) {
+        match inner.store {
+            Store::Persistent { overflow: true, .. } => {
+                if inner.valid && !inner.overflowed {
+                    inner.overflowed = true;
+                    pr_err!("Snapshot overflowed: Unable to allocate exception.\n");
+                }
+            }
+            _ => self.invalidate(inner, Invalidate::NoMem),
+        }
     }
 
     /// Remaps `bio` into COW chunk `new_chunk`.
@@ -300,10 +382,134 @@ impl SnapState {
         }
     }
 
-    /// A copy ended (C: `pending_complete()`).
+    /// A copy ended (C: `copy_callback()`). The transient store completes
+    /// the exception at once; the persistent store commits exceptions in
+    /// allocation order and completes them once their area is on disk.
     fn pending_complete(self: &Arc<Self>, chunk: u64, ok: bool, full_bio: Option<OwnedBio>) {
+        if !self.persistent {
+            return self.finish(chunk, ok, full_bio);
+        }
+        let mut meta = self.meta.lock();
+        let mut inner = self.inner.lock();
+        let Some(pe) = inner.pending.get_mut(chunk) else {
+            drop(inner);
+            drop(meta);
+            pr_err!("no pending exception for chunk {}\n", chunk);
+            if let Some(b) = full_bio {
+                b.io_error();
+            }
+            return;
+        };
+        pe.copy_failed = !ok;
+        pe.full_bio = full_bio;
+        let seq = pe.seq;
+        if !inner.valid {
+            drop(inner);
+            return self.fail_uncommitted(&mut meta, chunk);
+        }
+        let Store::Persistent { seq: order, .. } = &inner.store else {
+            return;
+        };
+        if !order.is_next(seq) {
+            // An earlier copy is still running: wait for it.
+            if inner
+                .out_of_order
+                .try_create_and_insert(seq, chunk, GFP_NOIO)
+                .is_err()
+            {
+                self.invalidate(&mut inner, Invalidate::NoMem);
+                drop(inner);
+                self.fail_uncommitted(&mut meta, chunk);
+            }
+            return;
+        }
+        let mut chunk = chunk;
+        while let Some(pe) = inner.pending.get_mut(chunk) {
+            let e = DiskException {
+                old_chunk: chunk,
+                new_chunk: pe.new_chunk,
+            };
+            if pe.copy_failed {
+                self.invalidate(&mut inner, Invalidate::Io);
+            }
+            let valid = inner.valid;
+            let Store::Persistent {
+                layout,
+                state,
+                batch,
+                seq,
+                ..
+            } = &mut inner.store
+            else {
+                break;
+            };
+            let (index, action) = batch.commit(state, layout);
+            let nth = batch.batched - 1;
+            let next_seq = seq.complete();
+            let written = match action {
+                CommitAction::Defer => None,
+                CommitAction::Write { area, next } => Some((area, next, batch.written())),
+            };
+            if let Some(m) = meta.as_mut() {
+                m.add(index, nth, e);
+            }
+            if let Some((area, next, n)) = written {
+                drop(inner);
+                let ok = meta
+                    .as_mut()
+                    .is_some_and(|m| m.write_area(area, next, valid));
+                if valid && !ok {
+                    self.invalidate(&mut self.inner.lock(), Invalidate::Io);
+                }
+                if let Some(m) = meta.as_ref() {
+                    for &c in m.batched(n) {
+                        self.finish(c, ok, None);
+                    }
+                }
+                inner = self.inner.lock();
+            }
+            match inner.out_of_order.remove(&next_seq) {
+                Some(c) => chunk = c,
+                None => break,
+            }
+        }
+    }
+
+    /// The snapshot is invalid: the exception of `chunk`, those batched
+    /// for the next metadata write and those waiting for their turn fail.
+    fn fail_uncommitted(self: &Arc<Self>, meta: &mut Option<Metadata>, chunk: u64) {
+        self.finish(chunk, false, None);
+        let n = {
+            let mut inner = self.inner.lock();
+            match &mut inner.store {
+                Store::Persistent { batch, .. } => batch.written(),
+                Store::Transient { .. } => 0,
+            }
+        };
+        if let Some(m) = meta.as_ref() {
+            for &c in m.batched(n) {
+                self.finish(c, false, None);
+            }
+        }
+        loop {
+            let c = {
+                let mut inner = self.inner.lock();
+                let Some(cursor) = inner.out_of_order.cursor_front() else {
+                    break;
+                };
+                let (_, node) = cursor.remove_current();
+                node.to_key_value().1
+            };
+            self.finish(c, false, None);
+        }
+    }
+
+    /// Completes the exception of `chunk` (C: `pending_complete()`): on
+    /// success it joins the complete table, and the bios that waited for it
+    /// go on; on failure the snapshot is invalidated and they fail.
+    fn finish(self: &Arc<Self>, chunk: u64, ok: bool, full_bio: Option<OwnedBio>) {
         let mut ok = ok;
-        let (snapshot_bios, origin_bios) = {
+        let (snapshot_bios, origin_bios, full_bio) = {
             let mut inner = self.inner.lock();
             let Some(mut pe) = inner.pending.remove(chunk) else {
                 drop(inner);
@@ -313,7 +519,9 @@ impl SnapState {
                 }
                 return;
             };
-            if !ok {
+            let full_bio = full_bio.or_else(|| pe.full_bio.take());
+            if !ok || pe.copy_failed {
+                ok = false;
                 self.invalidate(&mut inner, Invalidate::Io);
             } else if !inner.valid {
                 ok = false;
@@ -325,7 +533,7 @@ impl SnapState {
                 self.invalidate(&mut inner, Invalidate::NoMem);
                 ok = false;
             }
-            (pe.snapshot_bios.take(), pe.origin_bios.take())
+            (pe.snapshot_bios.take(), pe.origin_bios.take(), full_bio)
         };
         self.release_slot();
         if ok {
@@ -505,12 +713,12 @@ fn origin_pass<'a>(
             if !slot {
                 return Pass::Full(snap);
             }
-            let Some(new_chunk) = st.prepare(&mut inner) else {
+            if !st.prepare(&mut inner, &mut pe) {
                 st.invalidate(&mut inner, Invalidate::NoMem);
                 // The slot goes back once the lock is dropped.
                 break Some(None);
-            };
-            pe.new_chunk = new_chunk;
+            }
+            let new_chunk = pe.new_chunk;
             inner.pending.insert(pe);
             wait_on = Some(snap);
             break Some(Some((chunk, new_chunk)));
@@ -613,6 +821,25 @@ fn table_error(e: TableError) -> CtrError {
     CtrError::inval(msg)
 }
 
+fn load_error(e: LoadError) -> CtrError {
+    let err = match e {
+        LoadError::NoMem => ENOMEM,
+        LoadError::Io(err) => {
+            pr_err!("reading snapshot metadata failed\n");
+            err
+        }
+        LoadError::Metadata(m) => {
+            pr_err!("{}\n", m.message());
+            EINVAL
+        }
+        LoadError::RepeatedChunk(c) => {
+            pr_err!("exception for origin chunk {} repeated in metadata\n", c);
+            EINVAL
+        }
+    };
+    CtrError::new(err, c_str!("Failed to read snapshot metadata"))
+}
+
 fn nomem<E>(_: E) -> CtrError {
     CtrError::new(ENOMEM, c_str!("Cannot allocate private snapshot structure"))
 }
@@ -662,11 +889,39 @@ impl Snapshot {
                 .fits_block_size(block)
                 .map_err(|e| store_error(StoreError::ChunkSize(e), a.store))?;
         }
-        if let StoreKind::Persistent { .. } = store {
-            pr_err!("persistent exception store: not available in this build\n");
-            return Err(table_error(TableError::Store(StoreError::UnknownType)));
-        }
-        let chunk = chunk.ok_or_else(|| table_error(TableError::ChunkSizeNotSet))?;
+        let block = origin.logical_block_size().max(cow.logical_block_size());
+        let (chunk, valid, kind, complete, meta, header) = match store {
+            StoreKind::Transient => (
+                chunk.ok_or_else(|| table_error(TableError::ChunkSizeNotSet))?,
+                true,
+                Store::Transient { next_free: 0 },
+                RBTree::new(),
+                None,
+                None,
+            ),
+            StoreKind::Persistent { overflow } => {
+                let l = persistent::load(&cow, chunk, block).map_err(load_error)?;
+                if !l.valid {
+                    pr_warn!("Snapshot is marked invalid.\n");
+                }
+                let kind = Store::Persistent {
+                    layout: l.meta.layout(),
+                    state: l.state,
+                    batch: Batch::new(),
+                    seq: Sequencer::new(),
+                    overflow,
+                };
+                (
+                    l.chunk,
+                    l.valid,
+                    kind,
+                    l.complete,
+                    Some(l.meta),
+                    Some(l.header),
+                )
+            }
+        };
+        let persistent = meta.is_some();
         let pending_pool = Mempool::new(MIN_IOS).map_err(|_| {
             CtrError::new(
                 ENOMEM,
@@ -695,10 +950,12 @@ impl Snapshot {
                 discard_passdown_origin: a.discard_passdown_origin,
                 active: AtomicBool::new(false),
                 inner <- new_mutex!(Inner {
-                    valid: true,
-                    complete: RBTree::new(),
+                    valid,
+                    overflowed: false,
+                    complete,
                     pending,
-                    next_free: 0,
+                    store: kind,
+                    out_of_order: RBTree::new(),
                 }),
                 tracked: core::array::from_fn(|_| AtomicU32::new(0)),
                 tracked_wait <- new_waitqueue!(),
@@ -706,6 +963,9 @@ impl Snapshot {
                 throttle_wait <- new_waitqueue!(),
                 pending_pool,
                 job_pool,
+                persistent,
+                meta <- new_mutex!(meta),
+                header,
             }),
             GFP_KERNEL,
         )
@@ -748,10 +1008,17 @@ impl Snapshot {
     fn write_status(&self, out: &mut StatusWriter<'_>) {
         let st = &self.snap.state;
         let inner = st.inner.lock();
+        let total = self.snap.cow.sectors();
         if !inner.valid {
             let _ = write!(out, "Invalid");
+        } else if inner.overflowed {
+            let _ = write!(out, "Overflow");
         } else {
-            let _ = write!(out, "{}/{} 0", inner.next_free, self.snap.cow.sectors());
+            let (used, metadata) = match &inner.store {
+                Store::Transient { next_free } => (*next_free, 0),
+                Store::Persistent { layout, state, .. } => state.usage(layout),
+            };
+            let _ = write!(out, "{}/{} {}", used, total, metadata);
         }
     }
 }
@@ -787,7 +1054,7 @@ impl TargetOperations for Snapshot {
         }
         let chunk = st.chunk.sector_to_chunk(bio.sector());
         let mut inner = st.inner.lock();
-        if !inner.valid {
+        if !inner.valid || (inner.overflowed && !bio.is_read()) {
             return MapResult::Kill(bio);
         }
         let discard = bio.is_discard();
@@ -884,13 +1151,13 @@ impl TargetOperations for Snapshot {
                     continue;
                 }
             }
-            let Some(new_chunk) = st.prepare(&mut inner) else {
-                st.invalidate(&mut inner, Invalidate::NoMem);
+            if !st.prepare(&mut inner, &mut pe) {
+                st.full(&mut inner);
                 drop(inner);
                 st.release_slot();
                 return MapResult::Kill(bio);
-            };
-            pe.new_chunk = new_chunk;
+            }
+            let new_chunk = pe.new_chunk;
             snap.cow.remap(&mut bio);
             st.remap_cow(&mut bio, new_chunk);
             if bio.sectors() == st.chunk.sectors() {
@@ -961,17 +1228,27 @@ impl TargetOperations for Snapshot {
                 }
             }
             StatusType::Ima => {
-                let valid = st.inner.lock().valid;
+                let (valid, overflowed) = {
+                    let inner = st.inner.lock();
+                    (inner.valid, inner.overflowed)
+                };
+                let yn = |b: bool| if b { 'y' } else { 'n' };
                 let _ = write!(
                     out,
-                    "target_name={},target_version={}.{}.{},snap_origin_name={},snap_cow_name={},snap_valid={},snap_merge_failed=n,snapshot_overflowed=n;",
-                    NAME,
-                    VERSION[0],
-                    VERSION[1],
-                    VERSION[2],
+                    "target_name={},target_version={}.{}.{},",
+                    NAME, VERSION[0], VERSION[1], VERSION[2]
+                );
+                let _ = write!(
+                    out,
+                    "snap_origin_name={},snap_cow_name={},",
                     snap.origin.name(),
-                    snap.cow.name(),
-                    if valid { 'y' } else { 'n' }
+                    snap.cow.name()
+                );
+                let _ = write!(
+                    out,
+                    "snap_valid={},snap_merge_failed=n,snapshot_overflowed={};",
+                    yn(valid),
+                    yn(overflowed)
                 );
             }
         }

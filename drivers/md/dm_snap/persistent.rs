@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The persistent exception store (`P`, `PO`): the exceptions live in
+//! metadata areas on the COW device, in the format of
+//! `drivers/md/dm-snap-persistent.c` (see `dm_snap_core::disk`).
+//!
+//! This file does the metadata I/O: reading the header and the areas when
+//! a table is loaded, and writing areas and the header afterwards. When to
+//! write is decided by `dm_snap_core::commit`; the snapshot code calls in.
+
+use crate::dm_snap_core::{
+    chunk::ChunkSize,
+    disk::{
+        check_header, DiskException, Header, HeaderState, Layout, Loader, MetadataError,
+        StoreState, DEFAULT_CHUNK_SECTORS,
+    },
+};
+use core::sync::atomic::{AtomicBool, Ordering};
+use kernel::{
+    alloc::VVec,
+    device_mapper::{
+        dm_io::{self, WriteMode},
+        kcopyd::Region,
+        Device,
+    },
+    new_mutex, new_waitqueue,
+    prelude::*,
+    rbtree::RBTree,
+    sync::{Arc, Mutex, WaitQueue},
+    workqueue,
+};
+
+/// Writes one chunk of the COW device.
+fn write_chunk(
+    io: &dm_io::Client,
+    cow: &Region,
+    layout: &Layout,
+    chunk: u64,
+    buf: &VVec<u8>,
+    mode: WriteMode,
+) -> Result {
+    let sectors = u64::from(layout.chunk().sectors());
+    io.write(&cow.at(chunk << layout.chunk().shift(), sectors), buf, mode)
+}
+
+/// Writes the header of a persistent store (C: `write_header()`). Apart
+/// from the area writes so that invalidating a snapshot, which holds the
+/// snapshot lock, never waits for a commit in progress.
+struct HeaderWriter {
+    io: dm_io::Client,
+    /// The whole COW device.
+    cow: Region,
+    layout: Layout,
+    buf: VVec<u8>,
+}
+
+impl HeaderWriter {
+    fn new(cow: Region, layout: Layout) -> Result<Self, LoadError> {
+        Ok(Self {
+            io: dm_io::Client::new().map_err(|_| LoadError::NoMem)?,
+            cow,
+            layout,
+            buf: chunk_buf(layout.chunk())?,
+        })
+    }
+
+    /// Writes the header, valid or not.
+    fn write(&mut self, valid: bool) -> Result {
+        Header::new(self.layout.chunk(), valid)
+            .encode(&mut self.buf)
+            .map_err(|_| EINVAL)?;
+        write_chunk(
+            &self.io,
+            &self.cow,
+            &self.layout,
+            0,
+            &self.buf,
+            WriteMode::FlushFua,
+        )
+    }
+}
+
+/// The header of a persistent store once the store is loaded: written,
+/// with valid = 0, when the snapshot is invalidated.
+///
+/// Invalidation can happen while a bio is being submitted, where our own
+/// synchronous I/O would wait behind that bio, so the write runs in a work
+/// item that the invalidating task waits for (C: `chunk_io()` through its
+/// metadata workqueue).
+#[pin_data]
+pub(crate) struct HeaderSlot {
+    #[pin]
+    writer: Mutex<HeaderWriter>,
+    written: AtomicBool,
+    #[pin]
+    wait: WaitQueue,
+}
+
+impl HeaderSlot {
+    fn new(writer: HeaderWriter) -> Result<Arc<Self>, LoadError> {
+        Arc::pin_init(
+            pin_init!(Self {
+                writer <- new_mutex!(writer),
+                written: AtomicBool::new(false),
+                wait <- new_waitqueue!(),
+            }),
+            GFP_KERNEL,
+        )
+        .map_err(|_| LoadError::NoMem)
+    }
+
+    /// Writes the header with valid = 0 and waits until it is on disk
+    /// (C: `persistent_drop_snapshot()`). Called once per snapshot.
+    pub(crate) fn invalidate(self: &Arc<Self>) {
+        let h = self.clone();
+        let spawned = workqueue::system().try_spawn(GFP_NOIO, move || {
+            if h.writer.lock().write(false).is_err() {
+                pr_warn!("write header failed\n");
+            }
+            h.written.store(true, Ordering::Release);
+            h.wait.wake_up_all();
+        });
+        if spawned.is_err() {
+            pr_warn!("write header failed\n");
+            return;
+        }
+        self.wait.wait_io(|| self.written.load(Ordering::Acquire));
+    }
+}
+
+/// The metadata I/O of one persistent store.
+pub(crate) struct Metadata {
+    io: dm_io::Client,
+    /// The whole COW device.
+    cow: Region,
+    layout: Layout,
+    /// The area being filled, as it is to be on disk.
+    area: VVec<u8>,
+    /// Zeroes, for a fresh area on disk.
+    zeroes: VVec<u8>,
+    /// The chunks of the exceptions added since the last area write, in
+    /// order, to be completed once it is on disk.
+    batched: VVec<u64>,
+}
+
+/// What loading a persistent store found.
+pub(crate) struct Loaded {
+    /// The chunk size: the table's, or the one on disk.
+    pub(crate) chunk: ChunkSize,
+    /// False if the header says the snapshot was invalidated.
+    pub(crate) valid: bool,
+    /// The allocation state after the last exception.
+    pub(crate) state: StoreState,
+    /// The exceptions on disk: origin chunk to COW chunk.
+    pub(crate) complete: RBTree<u64, u64>,
+    /// The metadata I/O, for the snapshot's later commits.
+    pub(crate) meta: Metadata,
+    /// The header, for invalidation.
+    pub(crate) header: Arc<HeaderSlot>,
+}
+
+/// Why a persistent store could not be loaded.
+pub(crate) enum LoadError {
+    /// Out of memory.
+    NoMem,
+    /// The device could not be read or written.
+    Io(Error),
+    /// The metadata on the device is refused.
+    Metadata(MetadataError),
+    /// Two exceptions for one origin chunk.
+    RepeatedChunk(u64),
+}
+
+impl From<MetadataError> for LoadError {
+    fn from(e: MetadataError) -> Self {
+        LoadError::Metadata(e)
+    }
+}
+
+fn chunk_buf(chunk: ChunkSize) -> Result<VVec<u8>, LoadError> {
+    VVec::from_elem(0u8, (chunk.sectors() as usize) << 9, GFP_KERNEL).map_err(|_| LoadError::NoMem)
+}
+
+impl Metadata {
+    fn new(io: dm_io::Client, cow: Region, layout: Layout) -> Result<Self, LoadError> {
+        let per_area = layout.exceptions_per_area() as usize;
+        Ok(Self {
+            io,
+            cow,
+            layout,
+            area: chunk_buf(layout.chunk())?,
+            zeroes: chunk_buf(layout.chunk())?,
+            batched: VVec::from_elem(0u64, per_area, GFP_KERNEL).map_err(|_| LoadError::NoMem)?,
+        })
+    }
+
+    /// The layout of the store.
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Zeroes metadata area `area` on disk: the end marker
+    /// (C: `zero_disk_area()`).
+    fn zero_area(&self, area: u64) -> Result {
+        let chunk = self.layout.area_location(area).ok_or(EINVAL)?;
+        write_chunk(
+            &self.io,
+            &self.cow,
+            &self.layout,
+            chunk,
+            &self.zeroes,
+            WriteMode::Plain,
+        )
+    }
+
+    /// Adds exception `e` at `index` of the area being filled, and
+    /// remembers its chunk as the `nth` batched since the last write.
+    pub(crate) fn add(&mut self, index: u64, nth: u64, e: DiskException) {
+        // The indices come from `Batch::commit`, below exceptions_per_area.
+        let _ = self.layout.write_exception(&mut self.area, index, e);
+        if let Some(slot) = self.batched.as_mut_slice().get_mut(nth as usize) {
+            *slot = e.old_chunk;
+        }
+    }
+
+    /// Writes area `area` with flush and FUA, after zeroing area `next` on
+    /// disk if the area is full (C: the tail of
+    /// `persistent_commit_exception()`). Returns whether the exceptions in
+    /// it are durable; the area in memory starts afresh after a full one.
+    pub(crate) fn write_area(&mut self, area: u64, next: Option<u64>, valid: bool) -> bool {
+        let mut ok = valid;
+        if let Some(n) = next {
+            ok = ok && self.zero_area(n).is_ok();
+        }
+        if ok {
+            ok = self.layout.area_location(area).is_some_and(|c| {
+                write_chunk(
+                    &self.io,
+                    &self.cow,
+                    &self.layout,
+                    c,
+                    &self.area,
+                    WriteMode::FlushFua,
+                )
+                .is_ok()
+            });
+        }
+        if next.is_some() {
+            self.area.as_mut_slice().fill(0);
+        }
+        ok
+    }
+
+    /// The chunks batched by the last write, in commit order.
+    pub(crate) fn batched(&self, n: u64) -> &[u64] {
+        let n = (n as usize).min(self.batched.len());
+        &self.batched[..n]
+    }
+}
+
+/// Reads (or, on a new device, writes) the metadata of a persistent store
+/// on `cow` (C: `persistent_read_metadata()`). `table_chunk` is the chunk
+/// size of the table, if it gave one; `block` the larger logical block size
+/// of the two devices.
+pub(crate) fn load(
+    cow: &Device,
+    table_chunk: Option<ChunkSize>,
+    block: u32,
+) -> Result<Loaded, LoadError> {
+    let io = dm_io::Client::new().map_err(|_| LoadError::NoMem)?;
+    let cow_sectors = cow.sectors();
+    let whole = cow.region(0, cow_sectors);
+    let first = match table_chunk {
+        Some(c) => c,
+        None => ChunkSize::new(DEFAULT_CHUNK_SECTORS.max(u64::from(cow.logical_block_size() >> 9)))
+            .map_err(|e| LoadError::Metadata(MetadataError::BadChunkSize(e)))?,
+    };
+    let mut buf = chunk_buf(first)?;
+    io.read(&cow.region(0, u64::from(first.sectors())), &mut buf)
+        .map_err(LoadError::Io)?;
+    let header = Header::decode(&buf)?;
+    match check_header(&header, cow_sectors)? {
+        HeaderState::New => {
+            let layout = Layout::new(first, cow_sectors);
+            let meta = Metadata::new(io, whole, layout)?;
+            let mut writer = HeaderWriter::new(whole, layout)?;
+            writer.write(true).map_err(LoadError::Io)?;
+            meta.zero_area(0).map_err(LoadError::Io)?;
+            let header = HeaderSlot::new(writer)?;
+            Ok(Loaded {
+                chunk: first,
+                valid: true,
+                state: StoreState::new(),
+                complete: RBTree::new(),
+                meta,
+                header,
+            })
+        }
+        HeaderState::Existing { chunk, valid } => {
+            if chunk != first {
+                if table_chunk.is_some() {
+                    pr_warn!(
+                        "chunk size {} in device metadata overrides table chunk size of {}.\n",
+                        chunk.sectors(),
+                        first.sectors()
+                    );
+                }
+                chunk.fits_block_size(block).map_err(|e| {
+                    pr_err!(
+                        "invalid on-disk chunk size {}: {}.\n",
+                        chunk.sectors(),
+                        e.message()
+                    );
+                    LoadError::Metadata(MetadataError::BadChunkSize(e))
+                })?;
+            }
+            let layout = Layout::new(chunk, cow_sectors);
+            let mut meta = Metadata::new(io, whole, layout)?;
+            let header = HeaderSlot::new(HeaderWriter::new(whole, layout)?)?;
+            let mut complete = RBTree::new();
+            if !valid {
+                return Ok(Loaded {
+                    chunk,
+                    valid,
+                    state: StoreState::new(),
+                    complete,
+                    meta,
+                    header,
+                });
+            }
+            let mut area = chunk_buf(chunk)?;
+            let mut loader = Loader::new(layout);
+            while let Some(at) = loader.next_area()? {
+                meta.io
+                    .read(
+                        &cow.region(at << chunk.shift(), u64::from(chunk.sectors())),
+                        &mut area,
+                    )
+                    .map_err(LoadError::Io)?;
+                loader.feed(&area, |e: DiskException| {
+                    if complete.get(&e.old_chunk).is_some() {
+                        return Err(LoadError::RepeatedChunk(e.old_chunk));
+                    }
+                    complete
+                        .try_create_and_insert(e.old_chunk, e.new_chunk, GFP_KERNEL)
+                        .map(|_| ())
+                        .map_err(|_| LoadError::NoMem)
+                })?;
+            }
+            let state = loader.finish();
+            // The area being filled goes on from what is on disk (as C,
+            // which keeps the last area read).
+            meta.area.as_mut_slice().copy_from_slice(&area);
+            Ok(Loaded {
+                chunk,
+                valid,
+                state,
+                complete,
+                meta,
+                header,
+            })
+        }
+    }
+}
