@@ -126,6 +126,14 @@ impl HeaderSlot {
         }
         self.wait.wait_io(|| self.written.load(Ordering::Acquire));
     }
+
+    /// Points the header at `cow`, of `layout`: the COW device of the table
+    /// the store was handed over to.
+    pub(crate) fn rebind(&self, cow: Region, layout: Layout) {
+        let mut w = self.writer.lock();
+        w.cow = cow;
+        w.layout = layout;
+    }
 }
 
 /// The metadata I/O of one persistent store.
@@ -197,6 +205,13 @@ impl Metadata {
     /// The layout of the store.
     pub(crate) fn layout(&self) -> Layout {
         self.layout
+    }
+
+    /// Points the metadata I/O at `cow`, of `layout`: the COW device of
+    /// the table the store was handed over to (possibly grown since).
+    pub(crate) fn rebind(&mut self, cow: Region, layout: Layout) {
+        self.cow = cow;
+        self.layout = layout;
     }
 
     /// Zeroes metadata area `area` on disk: the end marker

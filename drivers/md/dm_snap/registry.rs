@@ -11,7 +11,10 @@ use kernel::{
     new_rwsem,
     prelude::*,
     rbtree::RBTree,
-    sync::{rwsem::ReadGuard, Arc, RwSemaphore},
+    sync::{
+        rwsem::{ReadGuard, WriteGuard},
+        Arc, RwSemaphore,
+    },
 };
 
 /// Snapshots by (origin `dev_t`, identity): all snapshots of one origin are
@@ -49,6 +52,27 @@ impl Registry {
     /// copies for it.
     pub(crate) fn unregister(&self, dev: u32, snap: &Arc<Snap>) -> Option<Arc<Snap>> {
         self.origins.write().remove(&(dev, Snap::id(snap)))
+    }
+
+    /// The live snapshot of origin `dev` on COW device `cow`, whose
+    /// exceptions a new table on that COW device takes over (C:
+    /// `__find_snapshots_sharing_cow()`). An error if a table not yet
+    /// resumed is on it already: only one may wait for a handover.
+    pub(crate) fn sharing_cow(&self, dev: u32, cow: u32) -> Result<Option<Arc<Snap>>> {
+        let origins = self.origins.read();
+        let mut src = None;
+        for snap in snaps_of(&origins, dev).filter(|s| s.cow_dev() == cow) {
+            if !snap.is_active() {
+                return Err(EINVAL);
+            }
+            src = Some(snap.clone());
+        }
+        Ok(src)
+    }
+
+    /// Write access: no origin write is between its snapshots meanwhile.
+    pub(crate) fn write(&self) -> WriteGuard<'_, Origins> {
+        self.origins.write()
     }
 
     /// Read access, for origin writes.

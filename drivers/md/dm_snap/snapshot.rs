@@ -166,6 +166,8 @@ enum Store {
         /// `PO`: a full COW device fails snapshot writes instead of
         /// invalidating the snapshot.
         overflow: bool,
+        /// The header, written on invalidation.
+        header: Arc<HeaderSlot>,
     },
 }
 
@@ -182,6 +184,10 @@ struct Inner {
     /// Persistent store: copies that ended before an earlier-allocated
     /// one, by sequence number (to chunk), waiting for their turn.
     out_of_order: RBTree<u64, u64>,
+    /// A snapshot table reloaded on the COW device of a live one: the live
+    /// one, whose exceptions this one takes over when it resumes (C:
+    /// `__handover_exceptions()`).
+    handover_from: Option<Arc<SnapState>>,
 }
 
 /// Why a snapshot is invalidated.
@@ -223,8 +229,13 @@ pub(crate) struct SnapState {
     /// commits and is taken before `inner`.
     #[pin]
     meta: Mutex<Option<Metadata>>,
-    /// Persistent store: the header, written on invalidation.
-    header: Option<Arc<HeaderSlot>>,
+    /// Pending exceptions, as `inner.pending` holds them; kept apart so
+    /// that a handover can wait for none to be left.
+    pending_count: AtomicU32,
+    #[pin]
+    idle_wait: WaitQueue,
+    /// Set once the target is suspended, cleared when it resumes.
+    suspended: AtomicBool,
 }
 
 /// A copy in flight, or a chunk being zeroed for a discard.
@@ -284,9 +295,24 @@ impl SnapState {
             Invalidate::NoMem => pr_err!("Invalidating snapshot: Unable to allocate exception.\n"),
         }
         inner.valid = false;
-        if let Some(h) = &self.header {
-            h.invalidate();
+        if let Store::Persistent { header, .. } = &inner.store {
+            header.invalidate();
         }
+    }
+
+    /// Adds `pe` to the pending exceptions.
+    fn insert_pending(&self, inner: &mut Inner, pe: PoolBox<Pending>) {
+        inner.pending.insert(pe);
+        self.pending_count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Removes the pending exception of `chunk`.
+    fn remove_pending(&self, inner: &mut Inner, chunk: u64) -> Option<PoolBox<Pending>> {
+        let pe = inner.pending.remove(chunk)?;
+        if self.pending_count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle_wait.wake_up_all();
+        }
+        Some(pe)
     }
 
     /// Allocates the COW chunk for `pe` (C: the stores'
@@ -511,7 +537,7 @@ impl SnapState {
         let mut ok = ok;
         let (snapshot_bios, origin_bios, full_bio) = {
             let mut inner = self.inner.lock();
-            let Some(mut pe) = inner.pending.remove(chunk) else {
+            let Some(mut pe) = self.remove_pending(&mut inner, chunk) else {
                 drop(inner);
                 pr_err!("no pending exception for chunk {}\n", chunk);
                 if let Some(b) = full_bio {
@@ -597,6 +623,16 @@ impl Snap {
     /// The chunk size in sectors.
     pub(crate) fn chunk_sectors(&self) -> u32 {
         self.state.chunk.sectors()
+    }
+
+    /// The COW device's number.
+    pub(crate) fn cow_dev(&self) -> u32 {
+        self.cow.dev_t()
+    }
+
+    /// Whether the snapshot has been resumed: origin writes copy into it.
+    pub(crate) fn is_active(&self) -> bool {
+        self.state.active.load(Ordering::Acquire)
     }
 
     /// Starts copying `chunk` to COW chunk `new_chunk` (C: `start_copy()`).
@@ -719,7 +755,7 @@ fn origin_pass<'a>(
                 break Some(None);
             }
             let new_chunk = pe.new_chunk;
-            inner.pending.insert(pe);
+            st.insert_pending(&mut inner, pe);
             wait_on = Some(snap);
             break Some(Some((chunk, new_chunk)));
         };
@@ -890,16 +926,42 @@ impl Snapshot {
                 .map_err(|e| store_error(StoreError::ChunkSize(e), a.store))?;
         }
         let block = origin.logical_block_size().max(cow.logical_block_size());
-        let (chunk, valid, kind, complete, meta, header) = match store {
-            StoreKind::Transient => (
+        // A table reloaded on the COW device of a live snapshot takes that
+        // snapshot's exceptions over when it resumes, instead of reading
+        // the metadata, which only one table may hold (C:
+        // `register_snapshot()`).
+        let handover_from = registry
+            .sharing_cow(origin.dev_t(), cow.dev_t())
+            .map(|src| src.map(|s| s.state.clone()))
+            .map_err(|_| {
+                CtrError::inval(c_str!(
+                    "Snapshot cow pairing for exception table handover failed"
+                ))
+            })?;
+        let (chunk, valid, kind, complete, meta) = match (&handover_from, store) {
+            (Some(src), _) => {
+                if src.persistent != matches!(store, StoreKind::Persistent { .. }) {
+                    return Err(CtrError::inval(c_str!(
+                        "Exception store type differs from the snapshot handed over"
+                    )));
+                }
+                // Placeholders until the handover on resume.
+                (
+                    src.chunk,
+                    true,
+                    Store::Transient { next_free: 0 },
+                    RBTree::new(),
+                    None,
+                )
+            }
+            (None, StoreKind::Transient) => (
                 chunk.ok_or_else(|| table_error(TableError::ChunkSizeNotSet))?,
                 true,
                 Store::Transient { next_free: 0 },
                 RBTree::new(),
                 None,
-                None,
             ),
-            StoreKind::Persistent { overflow } => {
+            (None, StoreKind::Persistent { overflow }) => {
                 let l = persistent::load(&cow, chunk, block).map_err(load_error)?;
                 if !l.valid {
                     pr_warn!("Snapshot is marked invalid.\n");
@@ -910,18 +972,12 @@ impl Snapshot {
                     batch: Batch::new(),
                     seq: Sequencer::new(),
                     overflow,
+                    header: l.header,
                 };
-                (
-                    l.chunk,
-                    l.valid,
-                    kind,
-                    l.complete,
-                    Some(l.meta),
-                    Some(l.header),
-                )
+                (l.chunk, l.valid, kind, l.complete, Some(l.meta))
             }
         };
-        let persistent = meta.is_some();
+        let persistent = matches!(store, StoreKind::Persistent { .. });
         let pending_pool = Mempool::new(MIN_IOS).map_err(|_| {
             CtrError::new(
                 ENOMEM,
@@ -956,6 +1012,7 @@ impl Snapshot {
                     pending,
                     store: kind,
                     out_of_order: RBTree::new(),
+                    handover_from,
                 }),
                 tracked: core::array::from_fn(|_| AtomicU32::new(0)),
                 tracked_wait <- new_waitqueue!(),
@@ -965,7 +1022,9 @@ impl Snapshot {
                 job_pool,
                 persistent,
                 meta <- new_mutex!(meta),
-                header,
+                pending_count: AtomicU32::new(0),
+                idle_wait <- new_waitqueue!(),
+                suspended: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )
@@ -1019,6 +1078,65 @@ impl Snapshot {
                 Store::Persistent { layout, state, .. } => state.usage(layout),
             };
             let _ = write!(out, "{}/{} {}", used, total, metadata);
+        }
+    }
+}
+
+impl Snapshot {
+    /// Takes the exceptions of `src`, the live snapshot on the same COW
+    /// device, over (C: `__handover_exceptions()`). Waits until `src` has
+    /// no copy in flight, then moves its complete table and store here
+    /// under the origin lock, so that no origin write sees both snapshots
+    /// or neither; `src` is left invalid and gets no I/O any more.
+    fn handover(&self, src: Arc<SnapState>) {
+        let dest = &self.snap.state;
+        let whole = self.snap.cow.region(0, dest.cow_sectors);
+        let layout = Layout::new(dest.chunk, dest.cow_sectors);
+        loop {
+            let origins = self.registry.write();
+            let mut s = src.inner.lock();
+            if src.pending_count.load(Ordering::Acquire) != 0 {
+                drop(s);
+                drop(origins);
+                src.idle_wait
+                    .wait_io(|| src.pending_count.load(Ordering::Acquire) == 0);
+                continue;
+            }
+            let valid = s.valid;
+            let overflowed = s.overflowed;
+            let complete = core::mem::take(&mut s.complete);
+            let store = core::mem::replace(&mut s.store, Store::Transient { next_free: 0 });
+            let out_of_order = core::mem::take(&mut s.out_of_order);
+            s.valid = false;
+            drop(s);
+            let mut d = dest.inner.lock();
+            d.valid = valid;
+            d.overflowed = overflowed;
+            d.complete = complete;
+            d.store = store;
+            d.out_of_order = out_of_order;
+            if let Store::Persistent {
+                layout: l,
+                overflow,
+                header,
+                ..
+            } = &mut d.store
+            {
+                // The COW device may have grown since (lvextend).
+                *l = layout;
+                *overflow = matches!(self.store, StoreKind::Persistent { overflow: true });
+                header.rebind(whole, layout);
+            }
+            drop(d);
+            drop(origins);
+            break;
+        }
+        // No copy of `src` is in flight and none starts: its commits are
+        // over once its metadata lock is free.
+        let meta = src.meta.lock().take();
+        if let Some(mut m) = meta {
+            m.rebind(whole, layout);
+            *dest.meta.lock() = Some(m);
         }
     }
 }
@@ -1164,7 +1282,7 @@ impl TargetOperations for Snapshot {
                 // The write covers the chunk: it is the copy (C:
                 // `start_full_bio()`); its completion completes the
                 // exception.
-                inner.pending.insert(pe);
+                st.insert_pending(&mut inner, pe);
                 drop(inner);
                 match CopyJob::alloc(st, chunk, false) {
                     Ok(job) => *data = SnapBio::FullWrite(snap.kc.prepare_callback::<CopyJob>(job)),
@@ -1176,7 +1294,7 @@ impl TargetOperations for Snapshot {
                 return MapResult::Remapped(bio);
             }
             pe.snapshot_bios.push(bio.into_owned());
-            inner.pending.insert(pe);
+            st.insert_pending(&mut inner, pe);
             drop(inner);
             snap.start_copy(chunk, new_chunk);
             return MapResult::Submitted;
@@ -1295,7 +1413,28 @@ impl TargetOperations for Snapshot {
         }
     }
 
+    fn postsuspend(&self, _target: &Target) {
+        self.snap.state.suspended.store(true, Ordering::Release);
+    }
+
+    fn preresume(&self, _target: &Target) -> Result {
+        let inner = self.snap.state.inner.lock();
+        if let Some(src) = &inner.handover_from {
+            if !src.suspended.load(Ordering::Acquire) {
+                pr_err!("Unable to perform snapshot handover until source is suspended.\n");
+                return Err(EINVAL);
+            }
+        }
+        Ok(())
+    }
+
     fn resume(&self, _target: &Target) {
-        self.snap.state.active.store(true, Ordering::Release);
+        let st = &self.snap.state;
+        let src = st.inner.lock().handover_from.take();
+        if let Some(src) = src {
+            self.handover(src);
+        }
+        st.suspended.store(false, Ordering::Release);
+        st.active.store(true, Ordering::Release);
     }
 }
