@@ -60,7 +60,7 @@ fn header_checks() {
     );
     assert_eq!(
         check_header(&h(SNAP_MAGIC, 1, 1, 0), COW_SECTORS),
-        Err(MetadataError::BadChunkSize(ChunkSizeError::Zero))
+        Err(MetadataError::BadChunkSize(ChunkSizeError::NotPowerOfTwo))
     );
     assert_eq!(
         check_header(&h(SNAP_MAGIC, 1, 1, 12), COW_SECTORS),

@@ -164,8 +164,14 @@ pub fn check_header(header: &Header, cow_sectors: u64) -> Result<HeaderState, Me
     if header.version != DISK_VERSION {
         return Err(MetadataError::BadVersion(header.version));
     }
-    let chunk =
-        ChunkSize::new(u64::from(header.chunk_size)).map_err(MetadataError::BadChunkSize)?;
+    // C checks an on-disk chunk size with `is_power_of_2()` only, so 0 is
+    // "not a power of 2" there, not "not set".
+    let chunk = ChunkSize::new(u64::from(header.chunk_size)).map_err(|e| {
+        MetadataError::BadChunkSize(match e {
+            ChunkSizeError::Zero => ChunkSizeError::NotPowerOfTwo,
+            e => e,
+        })
+    })?;
     if u64::from(chunk.sectors()) > cow_sectors {
         return Err(MetadataError::ChunkBeyondDevice);
     }
