@@ -31,6 +31,18 @@ if [ -w "$KMEMLEAK" ]; then
 	echo scan > "$KMEMLEAK"
 	# Not "test -s": debugfs files have size 0 whatever they hold.
 	leaks=$(cat "$KMEMLEAK")
+	# One known leak of the kernel itself is set aside: when an injected
+	# allocation failure makes kobject_init_and_add() fail in SLUB's
+	# sysfs_slab_add() (a bioset's slab cache, created by dm core when a
+	# table loads), the kobject's name is never freed (no kobject_put()).
+	# Only the faults group injects such failures, and no frame of ours is
+	# in that path. Every other report fails the run.
+	known=$(awk '/^unreferenced object/ { n += b; b = 0 } /sysfs_slab_add/ { b = 1 }
+		END { print n + b }' <<< "$leaks")
+	leaks=$(awk '/^unreferenced object/ { if (blk != "" && blk !~ /sysfs_slab_add/) printf "%s", blk; blk = "" }
+		{ blk = blk $0 "\n" } END { if (blk != "" && blk !~ /sysfs_slab_add/) printf "%s", blk }' <<< "$leaks")
+	[ "$known" = 0 ] ||
+		ktap_print_msg "kmemleak: $known reports of the kernel's sysfs_slab_add() leak on an injected failure, set aside"
 	if [ -n "$leaks" ]; then
 		ktap_print_msg "kmemleak reports leaks after unloading $MOD"
 		# One kernel log record a line.
