@@ -6,7 +6,7 @@
 //! snapshot joins in its constructor and leaves in its destructor, under the
 //! write lock.
 
-use super::snapshot::Snap;
+use super::snapshot::{Snap, SnapState};
 use kernel::{
     new_rwsem,
     prelude::*,
@@ -54,18 +54,21 @@ impl Registry {
         self.origins.write().remove(&(dev, Snap::id(snap)))
     }
 
-    /// The live snapshot of origin `dev` on COW device `cow`, whose
-    /// exceptions a new table on that COW device takes over (C:
-    /// `__find_snapshots_sharing_cow()`). An error if a table not yet
+    /// The shared state of the live snapshot of origin `dev` on COW device
+    /// `cow`, whose exceptions a new table on that COW device takes over
+    /// (C: `__find_snapshots_sharing_cow()`). An error if a table not yet
     /// resumed is on it already: only one may wait for a handover.
-    pub(crate) fn sharing_cow(&self, dev: u32, cow: u32) -> Result<Option<Arc<Snap>>> {
+    ///
+    /// Never a reference to the `Snap` itself: its devices belong to the
+    /// other table, whose destructor must drop the last reference.
+    pub(crate) fn sharing_cow(&self, dev: u32, cow: u32) -> Result<Option<Arc<SnapState>>> {
         let origins = self.origins.read();
         let mut src = None;
         for snap in snaps_of(&origins, dev).filter(|s| s.cow_dev() == cow) {
             if !snap.is_active() {
                 return Err(EINVAL);
             }
-            src = Some(snap.clone());
+            src = Some(snap.state().clone());
         }
         Ok(src)
     }

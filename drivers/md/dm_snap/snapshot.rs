@@ -625,6 +625,11 @@ impl Snap {
         self.state.chunk.sectors()
     }
 
+    /// The state the snapshot shares with its copies in flight.
+    pub(crate) fn state(&self) -> &Arc<SnapState> {
+        &self.state
+    }
+
     /// The COW device's number.
     pub(crate) fn cow_dev(&self) -> u32 {
         self.cow.dev_t()
@@ -932,7 +937,6 @@ impl Snapshot {
         // `register_snapshot()`).
         let handover_from = registry
             .sharing_cow(origin.dev_t(), cow.dev_t())
-            .map(|src| src.map(|s| s.state.clone()))
             .map_err(|_| {
                 CtrError::inval(c_str!(
                     "Snapshot cow pairing for exception table handover failed"
