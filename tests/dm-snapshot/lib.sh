@@ -151,24 +151,35 @@ dm_snap() {
 	fi
 }
 
+# refused NAME REASON...: after "dmsetup create NAME" failed (kernel log
+# cleared before it), the log must give each REASON, and no device NAME may
+# be left behind.
+refused() {
+	local name=$1 reason
+	shift
+	for reason in "$@"; do
+		if ! dmesg | grep -qF -- "$reason"; then
+			echo "expected reason '$reason' in the kernel log, got:"
+			dmesg | tail -n 5
+			return 1
+		fi
+	done
+	if dmsetup info "$name" >/dev/null 2>&1; then
+		echo "refused table left device $name behind"
+		return 1
+	fi
+}
+
 # dm_reject NAME TABLE ERROR: the table must be refused, the kernel log must
 # give ERROR as the reason, and no device may be left behind.
 dm_reject() {
-	local name=$DM_PREFIX-$1 table=$2 err=$3
+	local name=$DM_PREFIX-$1 table=$2
 	dmesg -C
 	if dmsetup create "$name" --table "$table" 2>/dev/null; then
 		echo "table accepted, expected rejection: $table"
 		return 1
 	fi
-	if ! dmesg | grep -qF -- "$err"; then
-		echo "expected reason '$err' in the kernel log, got:"
-		dmesg | tail -n 5
-		return 1
-	fi
-	if dmsetup info "$name" >/dev/null 2>&1; then
-		echo "rejected table left device $name behind"
-		return 1
-	fi
+	refused "$name" "$3"
 }
 
 # ---- data ---------------------------------------------------------------------
