@@ -7,14 +7,6 @@
 
 . "$(dirname "$0")/lib.sh"
 
-"$TOP/scripts/setup.sh"
-. "$TOP/scripts/lib.sh"
-KDIR=$("$TOP/scripts/build-kernel.sh")
-"$TOP/scripts/build-module.sh" "$KDIR" >/dev/null
-out=$(mktemp -d /tmp/dm-snap-bench.XXXXXX)
-log "benchmark in the guest; console log: $out/console"
-rc=0
-"$TOP/scripts/vm-run.sh" -t 900 -o "$out" "$KDIR" -- \
-	"cd $TOP && BENCH_SECONDS=${BENCH_SECONDS:-30} BENCH_THRESHOLD=${BENCH_THRESHOLD:-2} BENCH_FOLLOW_AFTER=${BENCH_FOLLOW_AFTER:-0} KDIR=$KDIR TOP=$TOP bash scripts/bench-guest.sh" || rc=$?
-cat "$out/stdout"
-[ $rc = 0 ] || die "benchmark failed (status $rc); console: $out/console"
+# The guest does not inherit this environment: the knobs go on its command.
+guest_job bench 900 "BENCH_SECONDS=${BENCH_SECONDS:-30} BENCH_THRESHOLD=${BENCH_THRESHOLD:-2} \
+BENCH_READ_DELAY=${BENCH_READ_DELAY:-50} BENCH_FOLLOW_AFTER=${BENCH_FOLLOW_AFTER:-0} bash scripts/bench-guest.sh"

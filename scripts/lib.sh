@@ -92,3 +92,21 @@ scan_console() {
 		return 1
 	fi
 }
+
+# guest_job NAME LIMIT CMD: the job of make run and make bench. Set up, build
+# the kernel and the module, and run CMD in a guest (in $TOP, with KDIR and
+# TOP set) for at most LIMIT seconds; print its output, die if it failed.
+guest_job() {
+	local name=$1 limit=$2 cmd=$3 out rc=0
+	"$TOP/scripts/setup.sh"
+	# Again: set-up may just have installed the toolchain lib.sh looks for.
+	. "$TOP/scripts/lib.sh"
+	KDIR=$("$TOP/scripts/build-kernel.sh")
+	"$TOP/scripts/build-module.sh" "$KDIR" >/dev/null
+	out=$(mktemp -d "/tmp/dm-snap-$name.XXXXXX")
+	log "$name: booting the guest (QEMU, $(grep -qwE 'vmx|svm' /proc/cpuinfo && echo KVM || echo TCG)); console log: $out/console"
+	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$KDIR" -- \
+		"cd $TOP && KDIR=$KDIR TOP=$TOP $cmd" || rc=$?
+	cat "$out/stdout"
+	[ $rc = 0 ] || die "$name failed (status $rc); console: $out/console"
+}

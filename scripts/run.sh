@@ -6,15 +6,4 @@
 
 . "$(dirname "$0")/lib.sh"
 
-"$TOP/scripts/setup.sh"
-# Again: set-up may just have installed the toolchain lib.sh looks for.
-. "$TOP/scripts/lib.sh"
-KDIR=$("$TOP/scripts/build-kernel.sh")
-"$TOP/scripts/build-module.sh" "$KDIR" >/dev/null
-out=$(mktemp -d /tmp/dm-snap-run.XXXXXX)
-log "booting the guest (QEMU, $(grep -qwE 'vmx|svm' /proc/cpuinfo && echo KVM || echo TCG)); console log: $out/console"
-rc=0
-"$TOP/scripts/vm-run.sh" -t 300 -o "$out" "$KDIR" -- \
-	"cd $TOP && DM_SNAP_IMPL=${DM_SNAP_IMPL:-rust} KDIR=$KDIR TOP=$TOP bash scripts/demo-guest.sh" || rc=$?
-cat "$out/stdout"
-[ $rc = 0 ] || die "demo failed (status $rc); console: $out/console"
+guest_job run 300 "DM_SNAP_IMPL=${DM_SNAP_IMPL:-rust} bash scripts/demo-guest.sh"
