@@ -139,7 +139,7 @@ run_group() {
 	shift 3 || shift $#
 	out=$RESULTS/$group${phase:+-$phase}
 	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$@" "$KDIR" -- \
-		"cd $TOP && DM_SNAP_IMPL=$IMPL KDIR=$KDIR bash tests/dm-snapshot/run.sh $group $phase" || rc=$?
+		"cd $TOP && DM_SNAP_IMPL=$IMPL KDIR=$KDIR $GUEST_ENV bash tests/dm-snapshot/run.sh $group $phase" || rc=$?
 	# The crash group's first boot ends in a hard reset, which the guest
 	# runner reports as status 255.
 	if [ "$group$phase" = crash1 ] && [ $rc = 255 ] &&
@@ -157,7 +157,7 @@ run_batch() {
 	shift
 	# Short: the command travels on the guest's kernel command line.
 	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$KDIR" -- \
-		"cd $TOP && export DM_SNAP_IMPL=$IMPL KDIR=$KDIR $BATCH_ENV && for g in $*; do echo \"### group \$g\"; bash tests/dm-snapshot/run.sh \$g; done" || rc=$?
+		"cd $TOP && export DM_SNAP_IMPL=$IMPL KDIR=$KDIR $GUEST_ENV && for g in $*; do echo \"### group \$g\"; bash tests/dm-snapshot/run.sh \$g; done" || rc=$?
 	for g in "$@"; do
 		mkdir -p "$RESULTS/$g"
 		awk -v g="### group $g" '$0 == g { on = 1; next } /^### group / { on = 0 } on' \
@@ -167,12 +167,14 @@ run_batch() {
 	count_guest "groups in one boot" "$rc" "$limit" "$out"
 }
 
-PERSIST_LIMIT=300
+PERSIST_LIMIT=300 GUEST_ENV=
 if [ "$FLAVOR" = debug ]; then
 	PERSIST_LIMIT=1200
-	# Shorter stress and throttle runs: KASAN and kmemleak slow the guest
-	# down several times; what they look for shows in a short run too.
-	BATCH_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4}"
+	# KASAN and kmemleak slow the guest down five times and more; what they
+	# look for shows in a shorter run too: shorter stress and throttle runs,
+	# every 4th allocation point of a table load failed (all of them on the
+	# default kernel), and no udev (each uevent's rules take seconds).
+	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4} DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-4} DM_SNAP_NO_UDEV=1"
 	batch=
 	for g in $GUEST_GROUPS; do
 		case $g in persist | crash) ;; *) batch+=" $g" ;; esac

@@ -38,7 +38,8 @@ base_and_cow() {
 
 # t_load_failures TARGET STORE: a snapshot (or origin) table loaded with
 # each allocation point failed in turn is either refused or loaded; after
-# all of them the target works.
+# all of them the target works. DM_SNAP_FAULT_STEP=K fails only every K-th
+# point (the debug kernel's run, where each point takes a second).
 t_load_failures() {
 	need_store "$2"
 	fault_setup
@@ -49,7 +50,8 @@ t_load_failures() {
 	*) params=$BASE ;;
 	esac
 	dmsetup create "$DM_PREFIX-fail" --notable
-	$FAIL_NTH load "$DM_PREFIX-fail" 3000 "$SZ" "$1" "$params" | sed 's/^/# /'
+	$FAIL_NTH load "$DM_PREFIX-fail" 3000 "$SZ" "$1" "$params" "${DM_SNAP_FAULT_STEP:-1}" |
+		sed 's/^/# /'
 	[ "${PIPESTATUS[0]}" = 0 ]
 	dmsetup remove "$DM_PREFIX-fail"
 	# Still working: a snapshot keeps the old data while the origin changes.

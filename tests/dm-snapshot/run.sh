@@ -12,6 +12,14 @@ group=$1
 PHASE=${2:-}
 [ -f "$TOP/tests/dm-snapshot/$group.sh" ] || { echo "Bail out! no test group $group"; exit 1; }
 
+# DM_SNAP_NO_UDEV=1 (the debug kernel's run): stop udevd, and let dmsetup
+# make its device nodes itself. Under KASAN each uevent's rules take seconds,
+# and dmsetup waits for them on every create and remove.
+if [ "${DM_SNAP_NO_UDEV:-0}" = 1 ]; then
+	udevadm control --exit 2>/dev/null || true
+	export DM_DISABLE_UDEV=1
+fi
+
 # On a kmemleak kernel, forget what was allocated before the group: only
 # what the group leaks is reported at the end.
 KMEMLEAK=/sys/kernel/debug/kmemleak
