@@ -14,9 +14,19 @@ PHASE=${2:-}
 
 # DM_SNAP_NO_UDEV=1 (the debug kernel's run): stop udevd, and let dmsetup
 # make its device nodes itself. Under KASAN each uevent's rules take seconds,
-# and dmsetup waits for them on every create and remove.
+# and dmsetup waits for them on every create and remove. udevd must be gone
+# for good: without udev sync, a device closed after writing would otherwise
+# be opened by the blkid of its change event while a test removes it (EBUSY).
 if [ "${DM_SNAP_NO_UDEV:-0}" = 1 ]; then
 	udevadm control --exit 2>/dev/null || true
+	pkill -x systemd-udevd 2>/dev/null || true
+	# Its workers too (forked, same name); at most half a minute.
+	for _ in $(seq 30); do
+		pgrep -x systemd-udevd > /dev/null || break
+		sleep 1
+	done
+	# Its socket stays behind; libdevmapper takes it for a running udev.
+	rm -f /run/udev/control
 	export DM_DISABLE_UDEV=1
 fi
 
