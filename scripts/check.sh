@@ -171,10 +171,12 @@ PERSIST_LIMIT=300 GUEST_ENV=
 if [ "$FLAVOR" = debug ]; then
 	PERSIST_LIMIT=1200
 	# KASAN and kmemleak slow the guest down five times and more; what they
-	# look for shows in a shorter run too: shorter stress and throttle runs,
-	# every 4th allocation point of a table load failed (all of them on the
-	# default kernel), and no udev (each uevent's rules take seconds).
-	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4} DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-4} DM_SNAP_NO_UDEV=1"
+	# look for shows in a shorter run too: shorter stress and throttle runs
+	# (with 2 minutes a throttle round, not 30 s), every 4th allocation point
+	# of a table load failed (all of them on the default kernel), and no udev
+	# (each uevent's rules take seconds).
+	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4}"
+	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUND_SECONDS=120 DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-4} DM_SNAP_NO_UDEV=1"
 	batch=
 	for g in $GUEST_GROUPS; do
 		case $g in persist | crash) ;; *) batch+=" $g" ;; esac

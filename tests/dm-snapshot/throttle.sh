@@ -8,10 +8,14 @@
 # sleeps with the origin lock held it hangs, which the hung-task detector
 # (and the round deadline) reports.
 #
-# DM_SNAP_THROTTLE_ROUNDS sets the snapshot create/remove rounds (default 12).
+# DM_SNAP_THROTTLE_ROUNDS sets the snapshot create/remove rounds (default 12),
+# DM_SNAP_THROTTLE_ROUND_SECONDS the deadline of a round (default 30; more
+# on the slow debug kernel, where the hung-task detector still reports a
+# deadlock within 10 s).
 
 load_impl
 ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-12}
+ROUND_SECONDS=${DM_SNAP_THROTTLE_ROUND_SECONDS:-30}
 THRESHOLD=/sys/module/$MOD/parameters/snapshot_cow_threshold
 
 restore_threshold() {
@@ -51,7 +55,7 @@ t_deadlock() {
 	sleep 2
 	# Each round creates and removes a snapshot of the same origin, which
 	# takes the origin lock for writing, while the writers hit the throttle.
-	deadline=$((SECONDS + 30 * ROUNDS))
+	deadline=$((SECONDS + ROUND_SECONDS * ROUNDS))
 	for round in $(seq "$ROUNDS"); do
 		cow=$(delayed "cow$round" 8 20)
 		dm_snap "r$round" "0 $sz snapshot $base $cow N 8" >/dev/null
@@ -66,7 +70,7 @@ t_deadlock() {
 	done
 	kill "$pid" 2>/dev/null || true
 	wait "$pid" || true
-	echo "# $round rounds in $((SECONDS - deadline + 30 * ROUNDS)) s"
+	echo "# $round rounds in $((SECONDS - deadline + ROUND_SECONDS * ROUNDS)) s"
 	if dmsetup message "$DM_PREFIX-s0" 0 stats > "$WORK/stats" 2>/dev/null; then
 		echo "# s0: $(cat "$WORK/stats")"
 	fi
