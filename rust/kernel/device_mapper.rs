@@ -16,8 +16,10 @@ use crate::{
     ffi::{c_char, c_int, c_uint, c_void},
     init::pin_init_from_closure,
     module_param::UintParam,
+    new_mutex,
     prelude::*,
     str::CStr,
+    sync::{Arc, ArcBorrow, Mutex},
     types::Opaque,
     ThisModule,
 };
@@ -204,6 +206,10 @@ impl<'a> Args<'a> {
     }
 }
 
+/// `BLK_OPEN_READ` of `include/linux/blkdev.h`: a `__force` cast, which
+/// bindgen does not turn into a constant.
+const BLK_OPEN_READ: bindings::blk_mode_t = 1 << 0;
+
 /// A device-mapper target instance (`struct dm_target`).
 ///
 /// # Invariants
@@ -256,6 +262,20 @@ impl Target {
     /// Opens the device at `path` (a path or `major:minor`) with the table's
     /// mode, for the life of this target (`dm_get_device()`).
     pub fn get_device(&self, path: &CStr) -> Result<Device> {
+        // SAFETY: `ti` is valid by the type invariant and its table is set
+        // before any constructor runs.
+        let mode = unsafe { bindings::dm_table_get_mode((*self.raw()).table) };
+        self.open_device(path, mode)
+    }
+
+    /// Opens the device at `path` for reading only, whatever the table's
+    /// mode, for the life of this target: a device that refuses writers
+    /// can still be read (`dm_get_device(ti, path, BLK_OPEN_READ, ...)`).
+    pub fn get_device_read_only(&self, path: &CStr) -> Result<Device> {
+        self.open_device(path, BLK_OPEN_READ)
+    }
+
+    fn open_device(&self, path: &CStr, mode: bindings::blk_mode_t) -> Result<Device> {
         let ti = self.raw();
         // By the type invariant `ti` is valid, hence not null.
         let ti_nn = NonNull::new(ti).ok_or(EINVAL)?;
@@ -263,14 +283,7 @@ impl Target {
         // SAFETY: `ti` is valid by the type invariant, its table is set
         // before any constructor runs, `path` is NUL-terminated and `dev` is
         // a valid place for the result.
-        to_result(unsafe {
-            bindings::dm_get_device(
-                ti,
-                path.as_char_ptr(),
-                bindings::dm_table_get_mode((*ti).table),
-                &mut dev,
-            )
-        })?;
+        to_result(unsafe { bindings::dm_get_device(ti, path.as_char_ptr(), mode, &mut dev) })?;
         // INVARIANT: `dm_get_device()` succeeded, so `dev` is an open device
         // of `ti`'s table, released by `Device::drop` with the same `ti`.
         Ok(Device {
@@ -311,6 +324,89 @@ impl Target {
         // SAFETY: `ti` is valid and its table outlives it.
         unsafe { bindings::dm_table_event((*self.raw()).table) };
     }
+
+    /// A handle that raises this target's table event from where no
+    /// `&Target` is at hand, such as an I/O completion (see [`TableEvent`]).
+    /// Only while the target is constructed; every call gives the same one.
+    pub fn table_event(&mut self) -> Result<Arc<TableEvent>> {
+        let ti = self.raw();
+        // SAFETY: `&mut self` means the target is being constructed:
+        // `private` belongs to `ctr_callback` until the constructor returns,
+        // and holds null or the handle stashed by an earlier call.
+        let stashed = unsafe { (*ti).private }.cast::<TableEvent>().cast_const();
+        if !stashed.is_null() {
+            // SAFETY: A non-null `private` during construction is a handle
+            // leaked with `Arc::into_raw` below and not yet reclaimed.
+            return Ok(unsafe { ArcBorrow::from_raw(stashed) }.into());
+        }
+        // SAFETY: `ti` is valid, and its table outlives it.
+        let table = NonNull::new(unsafe { (*ti).table }).ok_or(EINVAL)?;
+        // INVARIANT: `table` is the table of `ti`, which is not destroyed
+        // before `dtr_callback` disarms the handle.
+        let ev = Arc::pin_init(
+            pin_init!(TableEvent {
+                table <- new_mutex!(Some(table)),
+            }),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: As above; `ctr_callback` reclaims the stashed reference
+        // once the constructor returns.
+        unsafe { (*ti).private = Arc::into_raw(ev.clone()).cast_mut().cast() };
+        Ok(ev)
+    }
+}
+
+/// Raises the event of a target's table (`dm_table_event()`): the event
+/// number of the mapped device goes up, and `dmsetup wait` and dmeventd
+/// wake up. Unlike [`Target::event`] it may be kept by state that outlives
+/// a callback, e.g. a copy in flight; once the target is destroyed it is
+/// disarmed and [`TableEvent::raise`] does nothing.
+///
+/// ```ignore
+/// // In `ctr`:
+/// let event = target.table_event()?;
+/// // Later, when the target breaks, in a context that may sleep:
+/// event.raise();
+/// ```
+///
+/// # Invariants
+///
+/// `table`, while `Some`, points to the table of a live target: the target's
+/// destructor sets it to `None` before the table can go away.
+#[pin_data]
+pub struct TableEvent {
+    #[pin]
+    table: Mutex<Option<NonNull<bindings::dm_table>>>,
+}
+
+// SAFETY: The table pointer is only used under the mutex, while the type
+// invariant keeps it valid; `dm_table_event()` may be called from any task.
+unsafe impl Send for TableEvent {}
+// SAFETY: As for `Send`: every access goes through the mutex.
+unsafe impl Sync for TableEvent {}
+
+impl TableEvent {
+    /// Raises the table event, unless the target is gone. May sleep.
+    pub fn raise(&self) {
+        let table = self.table.lock();
+        if let Some(t) = *table {
+            // SAFETY: By the type invariant the table is valid while set,
+            // and it cannot be disarmed while we hold the lock.
+            unsafe { bindings::dm_table_event(t.as_ptr()) };
+        }
+    }
+
+    /// Turns the handle off: the target is being destroyed.
+    fn disarm(&self) {
+        *self.table.lock() = None;
+    }
+}
+
+/// What `ti->private` holds for a constructed target: the instance, and
+/// the table event handle it asked for, which `dtr` disarms.
+struct Instance<T> {
+    private: Pin<KBox<T>>,
+    event: Option<Arc<TableEvent>>,
 }
 
 /// The queue limits a target may adjust in `io_hints` (`struct queue_limits`).
@@ -549,9 +645,25 @@ impl<T: TargetOperations> Callbacks<T> {
     ///
     /// `ti` must be a valid target whose `private` was set by `ctr_callback`.
     unsafe fn private<'a>(ti: *mut bindings::dm_target) -> &'a T {
-        // SAFETY: `private` holds a `Pin<KBox<T>>` leaked by `ctr_callback`
+        // SAFETY: `private` holds an `Instance<T>` leaked by `ctr_callback`
         // and reclaimed only by `dtr_callback`, after every other callback.
-        unsafe { &*(*ti).private.cast::<T>() }
+        unsafe { &(*(*ti).private.cast::<Instance<T>>()).private }
+    }
+
+    /// Takes back the table event handle `Target::table_event` stashed in
+    /// `private` while the constructor ran, if it made one.
+    ///
+    /// # Safety
+    ///
+    /// `ti` must be a target whose constructor has just returned.
+    unsafe fn take_stashed_event(ti: *mut bindings::dm_target) -> Option<Arc<TableEvent>> {
+        // SAFETY: `ti` is valid; during construction `private` is null or a
+        // handle leaked by `Target::table_event` with `Arc::into_raw`.
+        unsafe {
+            let p = (*ti).private.cast::<TableEvent>().cast_const();
+            (*ti).private = core::ptr::null_mut();
+            (!p.is_null()).then(|| Arc::from_raw(p))
+        }
     }
 
     /// # Safety
@@ -592,19 +704,35 @@ impl<T: TargetOperations> Callbacks<T> {
         // SAFETY: device-mapper passes a valid target it does not touch while
         // the constructor runs.
         let target = unsafe { Target::from_raw_mut(ti) };
-        match T::ctr(target, &Args { args }, &reg.shared) {
-            Ok(private) => {
-                // SAFETY: The instance stays pinned: it is only reached
-                // through `&T` and reclaimed as a pinned box in `dtr_callback`.
-                let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(private) });
-                // SAFETY: `ti` is valid and ours while constructing.
+        // The box for the instance first, so that nothing can fail between
+        // the constructor's success and `private` holding it.
+        let slot = KBox::<Instance<T>>::new_uninit(GFP_KERNEL);
+        let r = match slot {
+            Ok(slot) => T::ctr(target, &Args { args }, &reg.shared).map(|p| (slot, p)),
+            Err(_) => Err(CtrError::new(
+                ENOMEM,
+                crate::c_str!("Cannot allocate target instance"),
+            )),
+        };
+        // SAFETY: The constructor has returned (or never ran).
+        let event = unsafe { Self::take_stashed_event(ti) };
+        match r {
+            Ok((slot, private)) => {
+                let inst = slot.write(Instance { private, event });
+                // SAFETY: `ti` is valid and ours while constructing. The
+                // instance stays pinned in its box, reclaimed in `dtr_callback`.
                 unsafe {
-                    (*ti).private = raw.cast();
+                    (*ti).private = KBox::into_raw(inst).cast();
                     (*ti).per_io_data_size = Self::PER_BIO_SIZE as c_uint;
                 }
                 0
             }
             Err(e) => {
+                // The table is not built: whatever kept the handle must not
+                // raise it any more.
+                if let Some(ev) = event {
+                    ev.disarm();
+                }
                 // SAFETY: `ti` is valid; `error` is only read, and `msg` is
                 // static.
                 unsafe { (*ti).error = e.msg.as_char_ptr().cast_mut() };
@@ -617,11 +745,16 @@ impl<T: TargetOperations> Callbacks<T> {
     ///
     /// Called by device-mapper only, once, for a target `ctr_callback` built.
     unsafe extern "C" fn dtr_callback(ti: *mut bindings::dm_target) {
-        // SAFETY: `private` was set by `ctr_callback` from a pinned box, and
-        // device-mapper calls `dtr` once, after the last other callback.
-        let private = unsafe { KBox::from_raw((*ti).private.cast::<T>()) };
-        // SAFETY: It was pinned when leaked; dropping it in place keeps that.
-        drop(unsafe { Pin::new_unchecked(private) });
+        // SAFETY: `private` was set by `ctr_callback` from a boxed instance,
+        // and device-mapper calls `dtr` once, after the last other callback.
+        let inst = unsafe { KBox::from_raw((*ti).private.cast::<Instance<T>>()) };
+        let Instance { private, event } = KBox::into_inner(inst);
+        // The instance first: what it drops may still raise the event
+        // (copies ending), and the table outlives `dtr`.
+        drop(private);
+        if let Some(ev) = event {
+            ev.disarm();
+        }
     }
 
     /// # Safety
