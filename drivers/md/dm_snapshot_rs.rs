@@ -22,6 +22,8 @@ pub mod dm_snap_core;
 mod origin;
 #[path = "dm_snap/persistent.rs"]
 mod persistent;
+#[path = "dm_snap/read_tracker.rs"]
+mod read_tracker;
 #[path = "dm_snap/registry.rs"]
 mod registry;
 #[path = "dm_snap/snapshot.rs"]

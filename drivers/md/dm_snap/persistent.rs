@@ -15,7 +15,6 @@ use crate::dm_snap_core::{
         StoreState, DEFAULT_CHUNK_SECTORS,
     },
 };
-use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
     alloc::VVec,
     device_mapper::{
@@ -23,11 +22,11 @@ use kernel::{
         kcopyd::Region,
         Device,
     },
-    new_mutex, new_waitqueue,
+    impl_has_work, new_mutex, new_work,
     prelude::*,
     rbtree::RBTree,
-    sync::{Arc, Mutex, WaitQueue},
-    workqueue,
+    sync::{Arc, Mutex},
+    workqueue::{OwnedQueue, Work, WorkItem},
 };
 
 /// Writes one chunk of the COW device.
@@ -85,15 +84,30 @@ impl HeaderWriter {
 ///
 /// Invalidation can happen while a bio is being submitted, where our own
 /// synchronous I/O would wait behind that bio, so the write runs in a work
-/// item that the invalidating task waits for (C: `chunk_io()` through its
-/// metadata workqueue).
+/// item on the module's `ksnaphd` queue, which has a rescuer thread for
+/// progress under memory pressure; the work item is part of the slot, so
+/// queueing it allocates nothing (C: `chunk_io()` with its on-stack work
+/// on `ksnapd`).
 #[pin_data]
 pub(crate) struct HeaderSlot {
     #[pin]
     writer: Mutex<HeaderWriter>,
-    written: AtomicBool,
     #[pin]
-    wait: WaitQueue,
+    work: Work<HeaderSlot>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for HeaderSlot { self.work }
+}
+
+impl WorkItem for HeaderSlot {
+    type Pointer = Arc<HeaderSlot>;
+
+    fn run(this: Arc<HeaderSlot>) {
+        if this.writer.lock().write(false).is_err() {
+            pr_err!("write header failed\n");
+        }
+    }
 }
 
 impl HeaderSlot {
@@ -101,8 +115,7 @@ impl HeaderSlot {
         Arc::pin_init(
             pin_init!(Self {
                 writer <- new_mutex!(writer),
-                written: AtomicBool::new(false),
-                wait <- new_waitqueue!(),
+                work <- new_work!("HeaderSlot::work"),
             }),
             GFP_KERNEL,
         )
@@ -110,21 +123,14 @@ impl HeaderSlot {
     }
 
     /// Writes the header with valid = 0 and waits until it is on disk
-    /// (C: `persistent_drop_snapshot()`). Called once per snapshot.
-    pub(crate) fn invalidate(self: &Arc<Self>) {
-        let h = self.clone();
-        let spawned = workqueue::system().try_spawn(GFP_NOIO, move || {
-            if h.writer.lock().write(false).is_err() {
-                pr_warn!("write header failed\n");
-            }
-            h.written.store(true, Ordering::Release);
-            h.wait.wake_up_all();
-        });
-        if spawned.is_err() {
-            pr_warn!("write header failed\n");
-            return;
-        }
-        self.wait.wait_io(|| self.written.load(Ordering::Acquire));
+    /// (C: `persistent_drop_snapshot()`), through `ksnaphd`. Once this
+    /// returns the work function has returned too: nothing of the write
+    /// still runs when the table, or the module, goes away.
+    pub(crate) fn invalidate(self: &Arc<Self>, ksnaphd: &OwnedQueue) {
+        // Already queued: a write is on its way, which the flush waits for
+        // as well.
+        let _ = ksnaphd.enqueue(self.clone());
+        ksnaphd.flush();
     }
 
     /// Points the header at `cow`, of `layout`: the COW device of the table
@@ -273,6 +279,61 @@ impl Metadata {
     }
 }
 
+/// Reads the header of a persistent store on `cow`: the chunk size the
+/// store has (the table's `table_chunk`, or the default, for a new device;
+/// the one on disk otherwise), and the header's state. Writes nothing.
+/// `block` is the larger logical block size of the two devices.
+fn read_header(
+    io: &dm_io::Client,
+    cow: &Device,
+    table_chunk: Option<ChunkSize>,
+    block: u32,
+) -> Result<(ChunkSize, HeaderState), LoadError> {
+    let first = match table_chunk {
+        Some(c) => c,
+        None => ChunkSize::new(DEFAULT_CHUNK_SECTORS.max(u64::from(cow.logical_block_size() >> 9)))
+            .map_err(|e| LoadError::Metadata(MetadataError::BadChunkSize(e)))?,
+    };
+    let mut buf = chunk_buf(first)?;
+    io.read(&cow.region(0, u64::from(first.sectors())), &mut buf)
+        .map_err(LoadError::Io)?;
+    let header = Header::decode(&buf)?;
+    let state = check_header(&header, cow.sectors())?;
+    let HeaderState::Existing { chunk, .. } = state else {
+        return Ok((first, state));
+    };
+    if chunk != first {
+        if table_chunk.is_some() {
+            pr_warn!(
+                "chunk size {} in device metadata overrides table chunk size of {}.\n",
+                chunk.sectors(),
+                first.sectors()
+            );
+        }
+        chunk.fits_block_size(block).map_err(|e| {
+            pr_err!(
+                "invalid on-disk chunk size {}: {}.\n",
+                chunk.sectors(),
+                e.message()
+            );
+            LoadError::Metadata(MetadataError::BadChunkSize(e))
+        })?;
+    }
+    Ok((chunk, state))
+}
+
+/// The chunk size of the persistent store on `cow`, from its header alone
+/// (see [`read_header`]): the constructor needs it before the table may
+/// hold the device and [`load`] the store.
+pub(crate) fn chunk_size(
+    cow: &Device,
+    table_chunk: Option<ChunkSize>,
+    block: u32,
+) -> Result<ChunkSize, LoadError> {
+    let io = dm_io::Client::new().map_err(|_| LoadError::NoMem)?;
+    Ok(read_header(&io, cow, table_chunk, block)?.0)
+}
+
 /// Reads (or, on a new device, writes) the metadata of a persistent store
 /// on `cow` (C: `persistent_read_metadata()`). `table_chunk` is the chunk
 /// size of the table, if it gave one; `block` the larger logical block size
@@ -285,16 +346,8 @@ pub(crate) fn load(
     let io = dm_io::Client::new().map_err(|_| LoadError::NoMem)?;
     let cow_sectors = cow.sectors();
     let whole = cow.region(0, cow_sectors);
-    let first = match table_chunk {
-        Some(c) => c,
-        None => ChunkSize::new(DEFAULT_CHUNK_SECTORS.max(u64::from(cow.logical_block_size() >> 9)))
-            .map_err(|e| LoadError::Metadata(MetadataError::BadChunkSize(e)))?,
-    };
-    let mut buf = chunk_buf(first)?;
-    io.read(&cow.region(0, u64::from(first.sectors())), &mut buf)
-        .map_err(LoadError::Io)?;
-    let header = Header::decode(&buf)?;
-    match check_header(&header, cow_sectors)? {
+    let (first, state) = read_header(&io, cow, table_chunk, block)?;
+    match state {
         HeaderState::New => {
             let layout = Layout::new(first, cow_sectors);
             let meta = Metadata::new(io, whole, layout)?;
@@ -312,23 +365,6 @@ pub(crate) fn load(
             })
         }
         HeaderState::Existing { chunk, valid } => {
-            if chunk != first {
-                if table_chunk.is_some() {
-                    pr_warn!(
-                        "chunk size {} in device metadata overrides table chunk size of {}.\n",
-                        chunk.sectors(),
-                        first.sectors()
-                    );
-                }
-                chunk.fits_block_size(block).map_err(|e| {
-                    pr_err!(
-                        "invalid on-disk chunk size {}: {}.\n",
-                        chunk.sectors(),
-                        e.message()
-                    );
-                    LoadError::Metadata(MetadataError::BadChunkSize(e))
-                })?;
-            }
             let layout = Layout::new(chunk, cow_sectors);
             let mut meta = Metadata::new(io, whole, layout)?;
             let header = HeaderSlot::new(HeaderWriter::new(whole, layout)?)?;

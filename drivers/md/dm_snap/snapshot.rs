@@ -13,9 +13,28 @@
 //! C counterpart: `snapshot_ctr()`, `snapshot_map()`, `__origin_write()`,
 //! `pending_complete()` and friends in `drivers/md/dm-snap.c`, with the
 //! transient store of `drivers/md/dm-snap-transient.c`.
+//!
+//! # Lock order
+//!
+//! 1. The registry (`Registry::origins`, C's `_origins_lock`): origin
+//!    writes hold it for reading while they look at every snapshot of the
+//!    origin; constructors, destructors and handovers for writing.
+//! 2. A snapshot's `meta` (persistent store: serialises commits).
+//! 3. A snapshot's `inner` (C's `s->lock`). Two snapshots' `inner` are
+//!    never held at once.
+//! 4. The throttle spinlock, the read tracker's locks, a persistent
+//!    header's writer: leaves, taken last and alone.
+//!
+//! `invalidate` runs under `inner` and may sleep (it writes the header and
+//! raises the table event); it takes no lock of this list. Nothing that
+//! holds `meta` or `inner` takes the registry: the origin writes a
+//! completion releases are retried only once its locks are dropped. A
+//! writer sleeping for the throttle holds no lock at all (the deadlock of
+//! the 2019 dm-devel thread).
 
 use super::{
     persistent::{self, HeaderSlot, LoadError, Metadata},
+    read_tracker::{ReadTracker, Tracked},
     registry::{snaps_of, Origins, Registry},
 };
 use crate::{
@@ -37,12 +56,12 @@ use kernel::{
     c_str,
     device_mapper::{
         kcopyd, Args, CtrError, Device, EndIoBio, EndIoResult, IterateDevices, MapBio, MapResult,
-        QueueLimits, StatusType, StatusWriter, Target, TargetOperations,
+        QueueLimits, StatusType, StatusWriter, TableEvent, Target, TargetOperations,
     },
     mempool::{Mempool, PoolBox},
     new_mutex, new_spinlock, new_waitqueue,
     prelude::*,
-    rbtree::RBTree,
+    rbtree::{RBTree, RBTreeNodeReservation},
     sync::{Arc, Mutex, SpinLock, WaitQueue},
 };
 
@@ -55,8 +74,6 @@ pub(crate) const VERSION: [u32; 3] = [1, 16, 0];
 const MIN_IOS: u32 = 256;
 /// Buckets of the pending exception table (a power of two).
 const PENDING_BUCKETS: usize = 512;
-/// Buckets of the tracked-read counters (a power of two).
-const TRACK_BUCKETS: usize = 256;
 
 /// What a bio of this target carries from `map` to `end_io`.
 #[derive(Default)]
@@ -64,8 +81,8 @@ pub(crate) enum SnapBio {
     /// Nothing to do on completion.
     #[default]
     None,
-    /// A read sent to the origin, counted in this tracking bucket.
-    Tracked(usize),
+    /// A read sent to the origin, tracked until it completes.
+    Tracked(Tracked),
     /// A write covering a whole chunk, which is its own copy: completing it
     /// completes the exception.
     FullWrite(kcopyd::PreparedCallback<CopyJob>),
@@ -83,9 +100,15 @@ pub(crate) struct Pending {
     seq: u64,
     /// Persistent store: the copy ended with an error.
     copy_failed: bool,
+    /// Persistent store: the copy ended, and the exception waits for its
+    /// turn to commit.
+    copy_ended: bool,
     /// Persistent store: a whole-chunk write that was the copy, completed
     /// once the exception is on disk.
     full_bio: Option<OwnedBio>,
+    /// The complete table's node for the exception, taken when the
+    /// exception was made, so that completing it needs no memory.
+    node: Option<RBTreeNodeReservation<u64, u64>>,
     next: Option<PoolBox<Pending>>,
 }
 
@@ -98,7 +121,9 @@ impl Pending {
             snapshot_bios: BioList::new(),
             seq: 0,
             copy_failed: false,
+            copy_ended: false,
             full_bio: None,
+            node: None,
             next: None,
         }
     }
@@ -141,6 +166,21 @@ impl PendingTable {
         }
     }
 
+    /// The first pending exception that `f` accepts, in no particular
+    /// order: a walk over every one.
+    fn find(&mut self, f: impl Fn(&Pending) -> bool) -> Option<&mut Pending> {
+        for head in self.buckets.iter_mut() {
+            let mut cur = head.as_deref_mut();
+            while let Some(p) = cur {
+                if f(p) {
+                    return Some(p);
+                }
+                cur = p.next.as_deref_mut();
+            }
+        }
+        None
+    }
+
     fn remove(&mut self, chunk: u64) -> Option<PoolBox<Pending>> {
         let mut cur = self.buckets.get_mut(Self::bucket(chunk))?;
         while cur.as_ref().is_some_and(|p| p.chunk != chunk) {
@@ -181,9 +221,6 @@ struct Inner {
     complete: RBTree<u64, u64>,
     pending: PendingTable,
     store: Store,
-    /// Persistent store: copies that ended before an earlier-allocated
-    /// one, by sequence number (to chunk), waiting for their turn.
-    out_of_order: RBTree<u64, u64>,
     /// A snapshot table reloaded on the COW device of a live one: the live
     /// one, whose exceptions this one takes over when it resumes (C:
     /// `__handover_exceptions()`).
@@ -205,17 +242,15 @@ pub(crate) struct SnapState {
     chunk: ChunkSize,
     /// Origin writes at or beyond this sector need no copy.
     table_end: u64,
-    cow_sectors: u64,
     discard_zeroes_cow: bool,
     discard_passdown_origin: bool,
     /// Set on resume: only active snapshots copy on origin writes.
     active: AtomicBool,
     #[pin]
     inner: Mutex<Inner>,
-    /// Reads sent to the origin and not completed, by chunk hash.
-    tracked: [AtomicU32; TRACK_BUCKETS],
+    /// Reads sent to the origin and not completed.
     #[pin]
-    tracked_wait: WaitQueue,
+    reads: ReadTracker,
     /// The COW throttle: copies in flight, under a spinlock, and the
     /// writers waiting for room.
     #[pin]
@@ -236,6 +271,12 @@ pub(crate) struct SnapState {
     idle_wait: WaitQueue,
     /// Set once the target is suspended, cleared when it resumes.
     suspended: AtomicBool,
+    /// Set while the snapshot is handed over to another table: origin
+    /// writes that need a new copy of it wait (retried writes excepted:
+    /// their chunk is copied already), so its copies in flight drain.
+    draining: AtomicBool,
+    /// The table event, raised when the snapshot is invalidated.
+    event: Arc<TableEvent>,
 }
 
 /// A copy in flight, or a chunk being zeroed for a discard.
@@ -261,12 +302,30 @@ impl CopyJob {
     }
 }
 
+impl SnapState {
+    /// A pending exception for `chunk` and the job that will copy it, both
+    /// taken before either goes anywhere, so that a copy, once its pending
+    /// exception is in, always starts.
+    ///
+    /// The complete table's node comes along if memory allows; if not,
+    /// the completion allocates it, as C does.
+    fn alloc_copy(self: &Arc<Self>, chunk: u64) -> Result<(PoolBox<Pending>, PoolBox<CopyJob>)> {
+        let mut pe = Mempool::alloc(&self.pending_pool, Pending::new(chunk), GFP_NOIO)?;
+        pe.node = RBTreeNodeReservation::new(GFP_NOIO).ok();
+        Ok((pe, CopyJob::alloc(self, chunk, false)?))
+    }
+}
+
 impl kcopyd::Completion for CopyJob {
     type Ptr = PoolBox<CopyJob>;
 
     fn complete(job: PoolBox<CopyJob>, read_err: bool, write_err: u64) {
         let ok = !read_err && write_err == 0;
         let bio = job.bio.take();
+        // The copy (or zeroing) is over: its throttle slot is free again,
+        // whatever the commit still has to do (C: `copy_callback()` and
+        // `zero_callback()` end the copy first).
+        job.state.release_slot();
         if job.zero {
             if let Some(b) = bio {
                 if ok {
@@ -281,10 +340,6 @@ impl kcopyd::Completion for CopyJob {
     }
 }
 
-fn track_bucket(chunk: u64) -> usize {
-    (chunk as usize) & (TRACK_BUCKETS - 1)
-}
-
 impl SnapState {
     fn invalidate(&self, inner: &mut Inner, why: Invalidate) {
         if !inner.valid {
@@ -296,8 +351,10 @@ impl SnapState {
         }
         inner.valid = false;
         if let Store::Persistent { header, .. } = &inner.store {
-            header.invalidate();
+            header.invalidate(self.registry.ksnaphd());
         }
+        // dmeventd and `dmsetup wait` learn of it (C: `dm_table_event()`).
+        self.event.raise();
     }
 
     /// Adds `pe` to the pending exceptions.
@@ -316,13 +373,14 @@ impl SnapState {
     }
 
     /// Allocates the COW chunk for `pe` (C: the stores'
-    /// `prepare_exception`); false when the COW device is full.
-    fn prepare(&self, inner: &mut Inner, pe: &mut Pending) -> bool {
+    /// `prepare_exception`); false when the COW device is full. As C, the
+    /// COW device's size is read each time: it may have grown.
+    fn prepare(&self, inner: &mut Inner, pe: &mut Pending, cow_sectors: u64) -> bool {
         match &mut inner.store {
             Store::Transient { next_free } => {
                 let chunk_sectors = u64::from(self.chunk.sectors());
                 match next_free.checked_add(chunk_sectors) {
-                    Some(end) if end <= self.cow_sectors => {}
+                    Some(end) if end <= cow_sectors => {}
                     _ => return false,
                 }
                 pe.new_chunk = self.chunk.sector_to_chunk(*next_free);
@@ -336,6 +394,9 @@ impl SnapState {
                 seq,
                 ..
             } => {
+                if layout.dev_chunks() != cow_sectors >> self.chunk.shift() {
+                    *layout = Layout::new(layout.chunk(), cow_sectors);
+                }
                 let Some(new_chunk) = state.prepare(layout) else {
                     return false;
                 };
@@ -396,57 +457,65 @@ impl SnapState {
             .wait_io_exclusive_then(|| self.try_reserve(), release);
     }
 
+    /// Tracks a read of `chunk` sent to the origin until it completes.
     fn track(&self, chunk: u64, data: &mut SnapBio) {
-        let b = track_bucket(chunk);
-        self.tracked[b].fetch_add(1, Ordering::AcqRel);
-        *data = SnapBio::Tracked(b);
+        *data = SnapBio::Tracked(self.reads.track(chunk));
     }
 
-    fn untrack(&self, bucket: usize) {
-        if self.tracked[bucket].fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.tracked_wait.wake_up_all();
-        }
-    }
-
-    /// A copy ended (C: `copy_callback()`). The transient store completes
-    /// the exception at once; the persistent store commits exceptions in
-    /// allocation order and completes them once their area is on disk.
+    /// A copy ended (C: the tail of `copy_callback()`), its throttle slot
+    /// given back already. The transient store completes the exception at
+    /// once; the persistent store commits exceptions in allocation order
+    /// and completes them once their area is on disk. The origin writes
+    /// that waited for the copies are retried last, with no lock held.
     fn pending_complete(self: &Arc<Self>, chunk: u64, ok: bool, full_bio: Option<OwnedBio>) {
-        if !self.persistent {
-            return self.finish(chunk, ok, full_bio);
+        let mut retry = BioList::new();
+        if self.persistent {
+            let mut meta = self.meta.lock();
+            self.commit(&mut meta, chunk, ok, full_bio, &mut retry);
+        } else {
+            self.finish(chunk, ok, full_bio, &mut retry);
         }
-        let mut meta = self.meta.lock();
+        // C: `retry_origin_bios()`. Not under `meta`: an origin write takes
+        // the registry lock, which an origin write holding it may have to
+        // wait for while it starts copies.
+        for b in retry {
+            if let Some(b) = do_origin(&self.registry, self.origin_dev, b, Limit::Unthrottled) {
+                b.submit();
+            }
+        }
+    }
+
+    /// Commits the exception of `chunk`, whose copy ended, with those after
+    /// it in allocation order that ended before (C:
+    /// `persistent_commit_exception()` and `pending_complete()` for each).
+    fn commit(
+        self: &Arc<Self>,
+        meta: &mut Option<Metadata>,
+        chunk: u64,
+        ok: bool,
+        full_bio: Option<OwnedBio>,
+        retry: &mut BioList,
+    ) {
         let mut inner = self.inner.lock();
         let Some(pe) = inner.pending.get_mut(chunk) else {
             drop(inner);
-            drop(meta);
-            pr_err!("no pending exception for chunk {}\n", chunk);
-            if let Some(b) = full_bio {
-                b.io_error();
-            }
-            return;
+            return lost_pending(chunk, full_bio);
         };
         pe.copy_failed = !ok;
         pe.full_bio = full_bio;
+        pe.copy_ended = true;
         let seq = pe.seq;
         if !inner.valid {
             drop(inner);
-            return self.fail_uncommitted(&mut meta, chunk);
+            return self.fail_uncommitted(meta, chunk, retry);
         }
         let Store::Persistent { seq: order, .. } = &inner.store else {
             return;
         };
         if !order.is_next(seq) {
-            // An earlier copy is still running: wait for it.
-            if inner
-                .out_of_order
-                .try_create_and_insert(seq, chunk, GFP_NOIO)
-                .is_err()
-            {
-                self.invalidate(&mut inner, Invalidate::NoMem);
-                drop(inner);
-                self.fail_uncommitted(&mut meta, chunk);
-            }
+            // An earlier copy is still running: this one waits for its
+            // turn in the pending table, marked as ended, which needs no
+            // memory (the commit of the earlier one finds it).
             return;
         }
         let mut chunk = chunk;
@@ -489,13 +558,13 @@ impl SnapState {
                 }
                 if let Some(m) = meta.as_ref() {
                     for &c in m.batched(n) {
-                        self.finish(c, ok, None);
+                        self.finish(c, ok, None, retry);
                     }
                 }
                 inner = self.inner.lock();
             }
-            match inner.out_of_order.remove(&next_seq) {
-                Some(c) => chunk = c,
+            match inner.pending.find(|p| p.seq == next_seq && p.copy_ended) {
+                Some(p) => chunk = p.chunk,
                 None => break,
             }
         }
@@ -503,8 +572,13 @@ impl SnapState {
 
     /// The snapshot is invalid: the exception of `chunk`, those batched
     /// for the next metadata write and those waiting for their turn fail.
-    fn fail_uncommitted(self: &Arc<Self>, meta: &mut Option<Metadata>, chunk: u64) {
-        self.finish(chunk, false, None);
+    fn fail_uncommitted(
+        self: &Arc<Self>,
+        meta: &mut Option<Metadata>,
+        chunk: u64,
+        retry: &mut BioList,
+    ) {
+        self.finish(chunk, false, None, retry);
         let n = {
             let mut inner = self.inner.lock();
             match &mut inner.store {
@@ -514,61 +588,75 @@ impl SnapState {
         };
         if let Some(m) = meta.as_ref() {
             for &c in m.batched(n) {
-                self.finish(c, false, None);
+                self.finish(c, false, None, retry);
             }
         }
         loop {
-            let c = {
-                let mut inner = self.inner.lock();
-                let Some(cursor) = inner.out_of_order.cursor_front() else {
-                    break;
-                };
-                let (_, node) = cursor.remove_current();
-                node.to_key_value().1
+            let waiting = self
+                .inner
+                .lock()
+                .pending
+                .find(|p| p.copy_ended)
+                .map(|p| p.chunk);
+            let Some(c) = waiting else {
+                break;
             };
-            self.finish(c, false, None);
+            self.finish(c, false, None, retry);
         }
     }
 
     /// Completes the exception of `chunk` (C: `pending_complete()`): on
     /// success it joins the complete table, and the bios that waited for it
-    /// go on; on failure the snapshot is invalidated and they fail.
-    fn finish(self: &Arc<Self>, chunk: u64, ok: bool, full_bio: Option<OwnedBio>) {
-        let mut ok = ok;
-        let (snapshot_bios, origin_bios, full_bio) = {
-            let mut inner = self.inner.lock();
-            let Some(mut pe) = self.remove_pending(&mut inner, chunk) else {
-                drop(inner);
-                pr_err!("no pending exception for chunk {}\n", chunk);
-                if let Some(b) = full_bio {
-                    b.io_error();
-                }
-                return;
-            };
-            let full_bio = full_bio.or_else(|| pe.full_bio.take());
-            if !ok || pe.copy_failed {
-                ok = false;
-                self.invalidate(&mut inner, Invalidate::Io);
-            } else if !inner.valid {
-                ok = false;
-            } else if inner
-                .complete
-                .try_create_and_insert(chunk, pe.new_chunk, GFP_NOIO)
-                .is_err()
-            {
-                self.invalidate(&mut inner, Invalidate::NoMem);
-                ok = false;
-            }
-            (pe.snapshot_bios.take(), pe.origin_bios.take(), full_bio)
+    /// go on; on failure the snapshot is invalidated and they fail. The
+    /// origin writes among them are added to `retry`.
+    fn finish(
+        self: &Arc<Self>,
+        chunk: u64,
+        ok: bool,
+        full_bio: Option<OwnedBio>,
+        retry: &mut BioList,
+    ) {
+        let mut inner = self.inner.lock();
+        let Some(pe) = inner.pending.get_mut(chunk) else {
+            drop(inner);
+            return lost_pending(chunk, full_bio);
         };
-        self.release_slot();
-        if ok {
-            // Reads that went to the origin before the exception existed
-            // must finish before the origin is overwritten.
-            let b = track_bucket(chunk);
-            self.tracked_wait
-                .wait_io(|| self.tracked[b].load(Ordering::Acquire) == 0);
+        let full_bio = full_bio.or_else(|| pe.full_bio.take());
+        let mut ok = ok && !pe.copy_failed;
+        let new_chunk = pe.new_chunk;
+        let node = pe.node.take();
+        if !ok {
+            self.invalidate(&mut inner, Invalidate::Io);
+        } else if !inner.valid {
+            ok = false;
+        } else if let Some(node) = node {
+            inner.complete.insert(node.into_node(chunk, new_chunk));
+        } else if inner
+            .complete
+            .try_create_and_insert(chunk, new_chunk, GFP_NOIO)
+            .is_err()
+        {
+            // C: `alloc_completed_exception()` failed.
+            self.invalidate(&mut inner, Invalidate::NoMem);
+            ok = false;
         }
+        if ok {
+            // Snapshot reads of the chunk go to the COW device from now
+            // on. Those that went to the origin before must finish before
+            // the origin may be overwritten: until they have, the pending
+            // exception stays, and new origin writes queue on it.
+            drop(inner);
+            self.reads.drain(chunk);
+            inner = self.inner.lock();
+        }
+        let Some(mut pe) = self.remove_pending(&mut inner, chunk) else {
+            drop(inner);
+            return lost_pending(chunk, full_bio);
+        };
+        let snapshot_bios = pe.snapshot_bios.take();
+        let mut origin_bios = pe.origin_bios.take();
+        drop(inner);
+        drop(pe);
         if let Some(b) = full_bio {
             if ok {
                 b.complete()
@@ -583,11 +671,17 @@ impl SnapState {
                 b.io_error()
             }
         }
-        for b in origin_bios {
-            if let Some(b) = do_origin(&self.registry, self.origin_dev, b, Limit::Unthrottled) {
-                b.submit();
-            }
-        }
+        retry.append(&mut origin_bios);
+    }
+}
+
+/// A completion found no pending exception for `chunk`, a bookkeeping
+/// bug: it is logged, and the whole-chunk write that was the copy, if any,
+/// fails.
+fn lost_pending(chunk: u64, full_bio: Option<OwnedBio>) {
+    pr_err!("no pending exception for chunk {}\n", chunk);
+    if let Some(b) = full_bio {
+        b.io_error();
     }
 }
 
@@ -640,40 +734,46 @@ impl Snap {
         self.state.active.load(Ordering::Acquire)
     }
 
-    /// Starts copying `chunk` to COW chunk `new_chunk` (C: `start_copy()`).
-    fn start_copy(&self, chunk: u64, new_chunk: u64) {
+    /// Starts `job`, copying its chunk to COW chunk `new_chunk` (C:
+    /// `start_copy()`). Cannot fail: the job was allocated before the
+    /// pending exception went in, and whatever happens to the copy is
+    /// reported by its completion, which runs in kcopyd's thread, never
+    /// under the caller's locks.
+    fn start_copy(&self, job: PoolBox<CopyJob>, new_chunk: u64) {
         let st = &self.state;
         let shift = st.chunk.shift();
-        let src = chunk << shift;
+        let src = job.chunk << shift;
         let count = u64::from(st.chunk.sectors()).min(self.origin.sectors().saturating_sub(src));
         let from = self.origin.region(src, count);
         let to = self.cow.region(new_chunk << shift, count);
-        match CopyJob::alloc(st, chunk, false) {
-            Ok(job) => {
-                if let Err(job) = self.kc.copy::<CopyJob>(&from, &[to], job) {
-                    <CopyJob as kcopyd::Completion>::complete(job, true, 0);
-                }
-            }
-            Err(_) => st.pending_complete(chunk, false, None),
+        if let Err(job) = self.kc.copy::<CopyJob>(&from, &[to], job) {
+            // One destination is always accepted; end the job as failed.
+            self.kc.prepare_callback::<CopyJob>(job).run(true, 0);
         }
     }
 
     /// Zeroes the COW chunk a whole-chunk discard maps to, then completes
-    /// the discard (C: `zero_exception()`).
+    /// the discard (C: `zero_exception()`). The zeroing counts as a copy
+    /// for the COW throttle, as in C; the caller holds no lock.
     fn zero_exception(&self, bio: OwnedBio) {
         let st = &self.state;
+        if !st.try_reserve() {
+            st.wait_for_slot(|| ());
+        }
         let to = self.cow.region(bio.sector(), u64::from(st.chunk.sectors()));
-        match CopyJob::alloc(st, 0, true) {
-            Ok(job) => {
-                if let Err(b) = job.bio.put(bio) {
-                    b.io_error();
-                    return;
-                }
-                if let Err(job) = self.kc.zero::<CopyJob>(&[to], job) {
-                    <CopyJob as kcopyd::Completion>::complete(job, true, 0);
-                }
+        let job = match CopyJob::alloc(st, 0, true) {
+            Ok(job) => job,
+            Err(_) => {
+                st.release_slot();
+                return bio.io_error();
             }
-            Err(_) => bio.io_error(),
+        };
+        if let Err(b) = job.bio.put(bio) {
+            st.release_slot();
+            return b.io_error();
+        }
+        if let Err(job) = self.kc.zero::<CopyJob>(&[to], job) {
+            self.kc.prepare_callback::<CopyJob>(job).run(true, 0);
         }
     }
 }
@@ -695,6 +795,9 @@ enum Pass<'a> {
     Wait(&'a Snap),
     /// This snapshot needs a copy but has no room to start one.
     Full(&'a Snap),
+    /// This snapshot needs a copy but is being handed over: no new copy
+    /// starts until it has been.
+    Drain(&'a Snap),
 }
 
 /// One pass over the active snapshots of origin `dev`, starting a copy of
@@ -714,7 +817,7 @@ fn origin_pass<'a>(
             continue;
         }
         let chunk = st.chunk.sector_to_chunk(sector);
-        let mut spare: Option<PoolBox<Pending>> = None;
+        let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = None;
         let mut inner = st.inner.lock();
         let started = loop {
             if !inner.valid {
@@ -728,12 +831,15 @@ fn origin_pass<'a>(
             if inner.complete.get(&chunk).is_some() {
                 break None;
             }
-            let Some(mut pe) = spare.take() else {
+            if limit == Limit::Throttled && st.draining.load(Ordering::Acquire) {
+                return Pass::Drain(snap);
+            }
+            let Some((mut pe, job)) = spare.take() else {
                 drop(inner);
-                let pe = Mempool::alloc(&st.pending_pool, Pending::new(chunk), GFP_NOIO);
+                let got = st.alloc_copy(chunk);
                 inner = st.inner.lock();
-                match pe {
-                    Ok(pe) => spare = Some(pe),
+                match got {
+                    Ok(got) => spare = Some(got),
                     Err(_) => {
                         st.invalidate(&mut inner, Invalidate::NoMem);
                         break None;
@@ -754,7 +860,7 @@ fn origin_pass<'a>(
             if !slot {
                 return Pass::Full(snap);
             }
-            if !st.prepare(&mut inner, &mut pe) {
+            if !st.prepare(&mut inner, &mut pe, snap.cow.sectors()) {
                 st.invalidate(&mut inner, Invalidate::NoMem);
                 // The slot goes back once the lock is dropped.
                 break Some(None);
@@ -762,11 +868,11 @@ fn origin_pass<'a>(
             let new_chunk = pe.new_chunk;
             st.insert_pending(&mut inner, pe);
             wait_on = Some(snap);
-            break Some(Some((chunk, new_chunk)));
+            break Some(Some((job, new_chunk)));
         };
         drop(inner);
         match started {
-            Some(Some((chunk, new_chunk))) => snap.start_copy(chunk, new_chunk),
+            Some(Some((job, new_chunk))) => snap.start_copy(job, new_chunk),
             Some(None) => st.release_slot(),
             None => {}
         }
@@ -820,6 +926,18 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
                     return None;
                 }
                 // The copy completed meanwhile: look again.
+            }
+            Pass::Drain(snap) => {
+                let st = snap.state.clone();
+                drop(origins);
+                if let Some(h) = held.take() {
+                    h.release_slot();
+                }
+                // As C's `dm_internal_suspend_fast()` of the origin during
+                // a handover, but for the writes that need a new copy of
+                // the snapshot handed over only.
+                st.idle_wait
+                    .wait_io(|| !st.draining.load(Ordering::Acquire));
             }
             Pass::Full(snap) => {
                 let st = snap.state.clone();
@@ -911,8 +1029,10 @@ impl Snapshot {
             (Some(o), Some(c)) => (o, c),
             _ => return Err(table_error(TableError::TooFewArgs)),
         };
+        // Read only, as C: the snapshot never writes its origin through
+        // this device, and the origin may refuse writers.
         let origin = target
-            .get_device(origin_path)
+            .get_device_read_only(origin_path)
             .map_err(|e| CtrError::new(e, c_str!("Cannot get origin device")))?;
         let cow = target
             .get_device(cow_path)
@@ -924,64 +1044,45 @@ impl Snapshot {
         }
         let (store, chunk) =
             table::parse_store(a.store, a.chunk_size).map_err(|e| store_error(e, a.store))?;
+        let block = origin.logical_block_size().max(cow.logical_block_size());
         if let Some(chunk) = chunk {
-            let block = origin.logical_block_size().max(cow.logical_block_size());
             chunk
                 .fits_block_size(block)
                 .map_err(|e| store_error(StoreError::ChunkSize(e), a.store))?;
         }
-        let block = origin.logical_block_size().max(cow.logical_block_size());
-        // A table reloaded on the COW device of a live snapshot takes that
+        let persistent = matches!(store, StoreKind::Persistent { .. });
+        let origin_dev = origin.dev_t();
+        let pairing_failed = || {
+            CtrError::inval(c_str!(
+                "Snapshot cow pairing for exception table handover failed"
+            ))
+        };
+        // A table loaded on the COW device of a live snapshot takes that
         // snapshot's exceptions over when it resumes, instead of reading
-        // the metadata, which only one table may hold (C:
+        // the metadata, which only one table may hold. This look decides
+        // which; registering checks it again, atomically (C:
         // `register_snapshot()`).
         let handover_from = registry
-            .sharing_cow(origin.dev_t(), cow.dev_t())
-            .map_err(|_| {
-                CtrError::inval(c_str!(
-                    "Snapshot cow pairing for exception table handover failed"
-                ))
-            })?;
-        let (chunk, valid, kind, complete, meta) = match (&handover_from, store) {
+            .sharing_cow(origin_dev, cow.dev_t())
+            .map_err(|_| pairing_failed())?;
+        let chunk = match (&handover_from, store) {
             (Some(src), _) => {
-                if src.persistent != matches!(store, StoreKind::Persistent { .. }) {
+                if src.persistent != persistent {
                     return Err(CtrError::inval(c_str!(
                         "Exception store type differs from the snapshot handed over"
                     )));
                 }
-                // Placeholders until the handover on resume.
-                (
-                    src.chunk,
-                    true,
-                    Store::Transient { next_free: 0 },
-                    RBTree::new(),
-                    None,
-                )
+                src.chunk
             }
-            (None, StoreKind::Transient) => (
-                chunk.ok_or_else(|| table_error(TableError::ChunkSizeNotSet))?,
-                true,
-                Store::Transient { next_free: 0 },
-                RBTree::new(),
-                None,
-            ),
-            (None, StoreKind::Persistent { overflow }) => {
-                let l = persistent::load(&cow, chunk, block).map_err(load_error)?;
-                if !l.valid {
-                    pr_warn!("Snapshot is marked invalid.\n");
-                }
-                let kind = Store::Persistent {
-                    layout: l.meta.layout(),
-                    state: l.state,
-                    batch: Batch::new(),
-                    seq: Sequencer::new(),
-                    overflow,
-                    header: l.header,
-                };
-                (l.chunk, l.valid, kind, l.complete, Some(l.meta))
+            (None, StoreKind::Transient) => {
+                chunk.ok_or_else(|| table_error(TableError::ChunkSizeNotSet))?
+            }
+            // The header alone: it gives the chunk size. Nothing is written
+            // and no exception read until the table holds the COW device.
+            (None, StoreKind::Persistent { .. }) => {
+                persistent::chunk_size(&cow, chunk, block).map_err(load_error)?
             }
         };
-        let persistent = matches!(store, StoreKind::Persistent { .. });
         let pending_pool = Mempool::new(MIN_IOS).map_err(|_| {
             CtrError::new(
                 ENOMEM,
@@ -996,39 +1097,39 @@ impl Snapshot {
         })?;
         let pending = PendingTable::new()
             .map_err(|_| CtrError::new(ENOMEM, c_str!("Unable to allocate hash table space")))?;
-        let origin_dev = origin.dev_t();
+        let event = target.table_event().map_err(nomem)?;
         let table_end = target.begin() + target.len();
-        let cow_sectors = cow.sectors();
+        let waiting_for = handover_from.clone();
         let state = Arc::pin_init(
             pin_init!(SnapState {
                 registry: registry.clone(),
                 origin_dev,
                 chunk,
                 table_end,
-                cow_sectors,
                 discard_zeroes_cow: a.discard_zeroes_cow,
                 discard_passdown_origin: a.discard_passdown_origin,
                 active: AtomicBool::new(false),
+                // The store is filled in below, or handed over on resume.
                 inner <- new_mutex!(Inner {
-                    valid,
+                    valid: true,
                     overflowed: false,
-                    complete,
+                    complete: RBTree::new(),
                     pending,
-                    store: kind,
-                    out_of_order: RBTree::new(),
-                    handover_from,
+                    store: Store::Transient { next_free: 0 },
+                    handover_from: waiting_for,
                 }),
-                tracked: core::array::from_fn(|_| AtomicU32::new(0)),
-                tracked_wait <- new_waitqueue!(),
+                reads <- ReadTracker::new(),
                 throttle <- new_spinlock!(Throttle::new(), "dm_snapshot_rs:throttle"),
                 throttle_wait <- new_waitqueue!(),
                 pending_pool,
                 job_pool,
                 persistent,
-                meta <- new_mutex!(meta),
+                meta <- new_mutex!(None),
                 pending_count: AtomicU32::new(0),
                 idle_wait <- new_waitqueue!(),
                 suspended: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
+                event,
             }),
             GFP_KERNEL,
         )
@@ -1052,6 +1153,9 @@ impl Snapshot {
         target
             .set_max_io_len(chunk.sectors())
             .map_err(|e| CtrError::new(e, c_str!("Cannot set the chunk size as max I/O length")))?;
+        let entry = Registry::entry(origin_dev, snap.clone()).map_err(|_| {
+            CtrError::new(ENOMEM, c_str!("Snapshot origin struct allocation failed"))
+        })?;
         let this = KBox::pin(
             Snapshot {
                 snap: snap.clone(),
@@ -1061,10 +1165,37 @@ impl Snapshot {
             GFP_KERNEL,
         )
         .map_err(nomem)?;
-        // Last: if this fails, dropping `this` finds nothing to unregister.
-        registry.register(origin_dev, snap).map_err(|_| {
-            CtrError::new(ENOMEM, c_str!("Snapshot origin struct allocation failed"))
-        })?;
+        // From here on, a failure drops `this`, which unregisters.
+        // Registered, the snapshot holds its COW device: no other table can
+        // load it meanwhile. It is not active, so origin writes pass it by.
+        registry
+            .register(entry, handover_from.as_ref())
+            .map_err(|_| pairing_failed())?;
+        if let (None, StoreKind::Persistent { overflow }) = (&handover_from, store) {
+            let l = persistent::load(&snap.cow, Some(chunk), block).map_err(load_error)?;
+            if l.chunk != chunk {
+                return Err(CtrError::inval(c_str!(
+                    "COW device changed while the table was loaded"
+                )));
+            }
+            if !l.valid {
+                pr_warn!("Snapshot is marked invalid.\n");
+            }
+            let st = &snap.state;
+            let mut inner = st.inner.lock();
+            inner.valid = l.valid;
+            inner.complete = l.complete;
+            inner.store = Store::Persistent {
+                layout: l.meta.layout(),
+                state: l.state,
+                batch: Batch::new(),
+                seq: Sequencer::new(),
+                overflow,
+                header: l.header,
+            };
+            drop(inner);
+            *st.meta.lock() = Some(l.meta);
+        }
         Ok(this)
     }
 
@@ -1092,33 +1223,48 @@ impl Snapshot {
     /// no copy in flight, then moves its complete table and store here
     /// under the origin lock, so that no origin write sees both snapshots
     /// or neither; `src` is left invalid and gets no I/O any more.
-    fn handover(&self, src: Arc<SnapState>) {
+    fn handover(&self) {
         let dest = &self.snap.state;
-        let whole = self.snap.cow.region(0, dest.cow_sectors);
-        let layout = Layout::new(dest.chunk, dest.cow_sectors);
-        loop {
+        let cow_sectors = self.snap.cow.sectors();
+        let whole = self.snap.cow.region(0, cow_sectors);
+        let layout = Layout::new(dest.chunk, cow_sectors);
+        let Some(first) = dest.inner.lock().handover_from.clone() else {
+            return;
+        };
+        // New copies of the source wait from now on, so the ones in
+        // flight drain even while origin writes go on.
+        first.draining.store(true, Ordering::Release);
+        let src = loop {
+            first
+                .idle_wait
+                .wait_io(|| first.pending_count.load(Ordering::Acquire) == 0);
             let origins = self.registry.write();
+            // Under the registry lock: the source cannot go away (and
+            // cancel the handover) meanwhile.
+            let Some(src) = dest.inner.lock().handover_from.clone() else {
+                drop(origins);
+                first.end_drain();
+                return;
+            };
             let mut s = src.inner.lock();
             if src.pending_count.load(Ordering::Acquire) != 0 {
+                // A retried origin write started one: wait again.
                 drop(s);
                 drop(origins);
-                src.idle_wait
-                    .wait_io(|| src.pending_count.load(Ordering::Acquire) == 0);
                 continue;
             }
             let valid = s.valid;
             let overflowed = s.overflowed;
             let complete = core::mem::take(&mut s.complete);
             let store = core::mem::replace(&mut s.store, Store::Transient { next_free: 0 });
-            let out_of_order = core::mem::take(&mut s.out_of_order);
             s.valid = false;
             drop(s);
             let mut d = dest.inner.lock();
+            d.handover_from = None;
             d.valid = valid;
             d.overflowed = overflowed;
             d.complete = complete;
             d.store = store;
-            d.out_of_order = out_of_order;
             if let Store::Persistent {
                 layout: l,
                 overflow,
@@ -1132,9 +1278,13 @@ impl Snapshot {
                 header.rebind(whole, layout);
             }
             drop(d);
+            // Active before the registry lock goes: no origin write may
+            // find the source invalid and the destination not yet active.
+            dest.active.store(true, Ordering::Release);
             drop(origins);
-            break;
-        }
+            break src;
+        };
+        src.end_drain();
         // No copy of `src` is in flight and none starts: its commits are
         // over once its metadata lock is free.
         let meta = src.meta.lock().take();
@@ -1147,10 +1297,47 @@ impl Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        // No origin write starts a copy for us after this; dropping the last
-        // reference then waits for the copies in flight (the kcopyd client).
+        // No origin write starts a copy for us after this, and a table
+        // waiting to take our exceptions over is told it never will;
+        // dropping the last reference then waits for the copies in flight
+        // (the kcopyd client).
         let dev = self.snap.state.origin_dev;
         drop(self.registry.unregister(dev, &self.snap));
+    }
+}
+
+impl SnapState {
+    /// The handover of this snapshot is over (or cancelled): the origin
+    /// writes that waited go on.
+    fn end_drain(&self) {
+        self.draining.store(false, Ordering::Release);
+        self.idle_wait.wake_up_all();
+    }
+
+    /// Whether this snapshot, not yet resumed, waits to take the exceptions
+    /// of `src` over.
+    pub(crate) fn awaits_handover_from(&self, src: &Arc<SnapState>) -> bool {
+        self.inner
+            .lock()
+            .handover_from
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(h, src))
+    }
+
+    /// `src` goes away before this snapshot took its exceptions over: it
+    /// never will, and it cannot serve the snapshot without them (C:
+    /// `snapshot_dtr()`, "Cancelling snapshot handover.").
+    pub(crate) fn cancel_handover_from(&self, src: &Arc<SnapState>) {
+        let mut inner = self.inner.lock();
+        if inner
+            .handover_from
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(h, src))
+        {
+            inner.handover_from = None;
+            inner.valid = false;
+            pr_err!("Cancelling snapshot handover.\n");
+        }
     }
 }
 
@@ -1210,7 +1397,7 @@ impl TargetOperations for Snapshot {
             snap.origin.remap(&mut bio);
             return MapResult::Remapped(bio);
         }
-        let mut spare: Option<PoolBox<Pending>> = None;
+        let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = None;
         // A slot of the COW throttle, taken once a new copy is needed.
         let mut slot = false;
         loop {
@@ -1234,10 +1421,10 @@ impl TargetOperations for Snapshot {
                 st.remap_cow(&mut bio, new_chunk);
                 return MapResult::Remapped(bio);
             }
-            let Some(mut pe) = spare.take() else {
+            let Some((mut pe, job)) = spare.take() else {
                 drop(inner);
-                match Mempool::alloc(&st.pending_pool, Pending::new(chunk), GFP_NOIO) {
-                    Ok(pe) => spare = Some(pe),
+                match st.alloc_copy(chunk) {
+                    Ok(got) => spare = Some(got),
                     Err(_) => {
                         if slot {
                             st.release_slot();
@@ -1263,7 +1450,7 @@ impl TargetOperations for Snapshot {
                     drop(inner);
                     st.wait_for_slot(|| ());
                     slot = true;
-                    spare = Some(pe);
+                    spare = Some((pe, job));
                     inner = st.inner.lock();
                     if !inner.valid {
                         drop(inner);
@@ -1273,7 +1460,7 @@ impl TargetOperations for Snapshot {
                     continue;
                 }
             }
-            if !st.prepare(&mut inner, &mut pe) {
+            if !st.prepare(&mut inner, &mut pe, snap.cow.sectors()) {
                 st.full(&mut inner);
                 drop(inner);
                 st.release_slot();
@@ -1285,22 +1472,16 @@ impl TargetOperations for Snapshot {
             if bio.sectors() == st.chunk.sectors() {
                 // The write covers the chunk: it is the copy (C:
                 // `start_full_bio()`); its completion completes the
-                // exception.
+                // exception and gives the slot back.
                 st.insert_pending(&mut inner, pe);
                 drop(inner);
-                match CopyJob::alloc(st, chunk, false) {
-                    Ok(job) => *data = SnapBio::FullWrite(snap.kc.prepare_callback::<CopyJob>(job)),
-                    Err(_) => {
-                        st.pending_complete(chunk, false, None);
-                        return MapResult::Kill(bio);
-                    }
-                }
+                *data = SnapBio::FullWrite(snap.kc.prepare_callback::<CopyJob>(job));
                 return MapResult::Remapped(bio);
             }
             pe.snapshot_bios.push(bio.into_owned());
             st.insert_pending(&mut inner, pe);
             drop(inner);
-            snap.start_copy(chunk, new_chunk);
+            snap.start_copy(job, new_chunk);
             return MapResult::Submitted;
         }
     }
@@ -1308,8 +1489,8 @@ impl TargetOperations for Snapshot {
     fn end_io(&self, _target: &Target, bio: EndIoBio, data: SnapBio) -> EndIoResult {
         match data {
             SnapBio::None => EndIoResult::Done(bio),
-            SnapBio::Tracked(b) => {
-                self.snap.state.untrack(b);
+            SnapBio::Tracked(t) => {
+                self.snap.state.reads.untrack(t);
                 EndIoResult::Done(bio)
             }
             SnapBio::FullWrite(cb) => {
@@ -1422,7 +1603,12 @@ impl TargetOperations for Snapshot {
     }
 
     fn preresume(&self, _target: &Target) -> Result {
-        let inner = self.snap.state.inner.lock();
+        let st = &self.snap.state;
+        if self.registry.handover_waits_for(st.origin_dev, &self.snap) {
+            pr_err!("Unable to resume snapshot source until handover completes.\n");
+            return Err(EINVAL);
+        }
+        let inner = st.inner.lock();
         if let Some(src) = &inner.handover_from {
             if !src.suspended.load(Ordering::Acquire) {
                 pr_err!("Unable to perform snapshot handover until source is suspended.\n");
@@ -1434,10 +1620,7 @@ impl TargetOperations for Snapshot {
 
     fn resume(&self, _target: &Target) {
         let st = &self.snap.state;
-        let src = st.inner.lock().handover_from.take();
-        if let Some(src) = src {
-            self.handover(src);
-        }
+        self.handover();
         st.suspended.store(false, Ordering::Release);
         st.active.store(true, Ordering::Release);
     }
