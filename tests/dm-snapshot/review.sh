@@ -1,0 +1,346 @@
+# SPDX-License-Identifier: GPL-2.0
+# Defects a review of the Rust target found against C (issue 12).
+#
+# Each test checks one behaviour of the C target (drivers/md/dm-snap.c of
+# Linux 6.12), named in the comment above it: the dm event on invalidation,
+# the exception handover between two tables on one COW device (cancelled
+# when the source goes, refused for the source's own resume and for a third
+# table), concurrent table loads on one COW device, snapshot reads racing
+# an origin write of the same chunk, the read-only open of the snapshot's
+# origin, and a COW device that grew under a live table.
+#
+# DM_SNAP_REVIEW_ROUNDS sets the rounds of the concurrent-create test
+# (default 6), DM_SNAP_REVIEW_DELAY_MS the read delay of the read/write
+# race test (default 8000).
+
+load_impl
+ROUNDS=${DM_SNAP_REVIEW_ROUNDS:-6}
+
+# setup_origin MIB: BASE, a loop device of MIB MiB holding pattern A (also
+# in $WORK/A), SZ its size in sectors, and ORIGIN, a snapshot-origin over it.
+setup_origin() {
+	need_target snapshot-origin
+	need_target snapshot
+	BASE=$(mkloop "$1")
+	SZ=$(sectors "$BASE")
+	pattern A "$1" > "$WORK/A"
+	write_at "$BASE" "$WORK/A"
+	ORIGIN=$(dm origin "0 $SZ snapshot-origin $BASE")
+}
+
+# status_of NAME: the status of dmst-NAME past the target name.
+status_of() { dmsetup status "$DM_PREFIX-$1" | cut -d' ' -f4-; }
+
+# events_of NAME: the event number of dmst-NAME.
+events_of() { dmsetup info -c --noheadings -o events "$DM_PREFIX-$1" | tr -d ' '; }
+
+# in_log TEXT: the kernel log has TEXT.
+in_log() {
+	if ! dmesg | grep -qF -- "$1"; then
+		echo "expected '$1' in the kernel log, got:"
+		dmesg | tail -n 5
+		return 1
+	fi
+}
+
+# C: __invalidate_snapshot() calls dm_table_event(), so whoever waits on
+# the snapshot's events (dmeventd, "dmsetup wait") learns that it failed.
+t_invalid_event() {
+	setup_origin 8
+	local cow before after
+	cow=$(mkloop 1)
+	dm_snap s1 "0 $SZ snapshot $BASE $cow N 8" > /dev/null
+	before=$(events_of s1)
+	# 4 MiB of changes cannot fit a 1 MiB COW device.
+	pattern B 4 > "$WORK/B"
+	write_at "$ORIGIN" "$WORK/B"
+	expect "$(status_of s1)" Invalid "status"
+	after=$(events_of s1)
+	echo "# event number $before before the overflow, $after after"
+	if [ "$after" -le "$before" ]; then
+		echo "no dm event when the snapshot was invalidated (event number $before, then $after)"
+		return 1
+	fi
+}
+
+# handover_pair: s1, a P snapshot of ORIGIN on COW, live, with exceptions
+# (1 MiB of pattern B written through the origin at 1 MiB), and s2, a
+# device with the same table loaded but inactive: a handover destination.
+# TABLE is that table.
+handover_pair() {
+	setup_origin 8
+	COW=$(mkloop 8)
+	TABLE="0 $SZ snapshot $BASE $COW P 8"
+	S1=$(dm_snap s1 "$TABLE")
+	pattern B 1 > "$WORK/B"
+	write_at "$ORIGIN" "$WORK/B" 1024
+	same "$S1" "$WORK/A"
+	dmsetup create "$DM_PREFIX-s2" --notable
+	dmsetup load "$DM_PREFIX-s2" --table "$TABLE"
+}
+
+# C: snapshot_dtr() of a handover source with a destination waiting marks
+# the destination invalid ("Cancelling snapshot handover."): it never read
+# the COW device's metadata, so it must not come up as a valid snapshot.
+t_handover_cancelled() {
+	handover_pair
+	dmesg -C
+	dmsetup remove "$DM_PREFIX-s1"
+	in_log "Cancelling snapshot handover."
+	dmsetup resume "$DM_PREFIX-s2"
+	expect "$(status_of s2)" Invalid "status of the destination after its source was removed"
+	# The origin goes on.
+	pattern C 1 > "$WORK/C"
+	write_at "$ORIGIN" "$WORK/C"
+	same "$ORIGIN" "$WORK/C"
+}
+
+# C: snapshot_preresume() refuses to resume the source of a pending
+# handover ("Unable to resume snapshot source until handover completes.");
+# the destination resumes once the source is suspended and takes over its
+# exceptions (snapshot_resume(), __handover_exceptions()).
+t_handover_source_resume() {
+	handover_pair
+	dmsetup suspend "$DM_PREFIX-s1"
+	dmesg -C
+	if dmsetup resume "$DM_PREFIX-s1" 2> /dev/null; then
+		echo "the handover source resumed while a destination was waiting"
+		return 1
+	fi
+	in_log "Unable to resume snapshot source until handover completes."
+	dmsetup resume "$DM_PREFIX-s2"
+	same "/dev/mapper/$DM_PREFIX-s2" "$WORK/A"
+	# __handover_exceptions() leaves the source invalid.
+	expect "$(status_of s1)" Invalid "status of the source after the handover"
+	# The destination is the origin's snapshot now.
+	pattern C 1 > "$WORK/C"
+	write_at "$ORIGIN" "$WORK/C" 4096
+	same "/dev/mapper/$DM_PREFIX-s2" "$WORK/A"
+}
+
+# C: after a completed handover both tables stay registered on the COW
+# device (the source suspended, until it is removed), and
+# __validate_exception_handover() refuses a third table there
+# (__find_snapshots_sharing_cow() counts 2).
+t_third_table() {
+	handover_pair
+	dmsetup suspend "$DM_PREFIX-s1"
+	dmsetup resume "$DM_PREFIX-s2"
+	dm_reject s3 "$TABLE" "Snapshot cow pairing for exception table handover failed"
+	same "/dev/mapper/$DM_PREFIX-s2" "$WORK/A"
+}
+
+# C: register_snapshot() validates the handover and adds the snapshot to
+# its origin under _origins_lock, before the metadata is read, so of two
+# tables loaded at once on one fresh COW device the second sees the first:
+# as an inactive table (pairing refused) or as a live one (a handover
+# destination whose resume is refused while the source is not suspended).
+# At most one comes up live. The COW device's reads are delayed (dm-delay,
+# 300 ms) so that the constructors' metadata reads overlap.
+t_concurrent_create() {
+	need_target snapshot
+	need_target delay
+	need_store P
+	local round base cowloop cow sz d live pa pb zero=0 one=0 two=0
+	base=$(mkloop 4)
+	cowloop=$(mkloop 4)
+	sz=$(sectors "$base")
+	cow=$(dm cow "0 $(sectors "$cowloop") delay $cowloop 0 300 $cowloop 0 0")
+	for round in $(seq "$ROUNDS"); do
+		# A fresh COW device: no header.
+		dd if=/dev/zero of="$cowloop" bs=64k count=1 oflag=direct status=none
+		dmsetup create "$DM_PREFIX-a" --table "0 $sz snapshot $base $cow P 8" > /dev/null 2>&1 &
+		pa=$!
+		dmsetup create "$DM_PREFIX-b" --table "0 $sz snapshot $base $cow P 8" > /dev/null 2>&1 &
+		pb=$!
+		wait "$pa" || true
+		wait "$pb" || true
+		live=0
+		for d in a b; do
+			if dmsetup table "$DM_PREFIX-$d" 2> /dev/null | grep -q ' snapshot '; then
+				live=$((live + 1))
+			fi
+		done
+		case $live in
+		0) zero=$((zero + 1)) ;;
+		1) one=$((one + 1)) ;;
+		*) two=$((two + 1)) ;;
+		esac
+		for d in b a; do
+			if dmsetup info "$DM_PREFIX-$d" > /dev/null 2>&1; then
+				dmsetup remove --retry "$DM_PREFIX-$d" > /dev/null
+			fi
+		done
+	done
+	echo "# $ROUNDS rounds: $one with one live table, $zero with none, $two with two"
+	if [ "$two" != 0 ]; then
+		echo "two live tables on one COW device in $two of $ROUNDS rounds"
+		return 1
+	fi
+}
+
+# C: a snapshot read of a chunk without a completed exception goes to the
+# origin and is tracked (track_chunk()); pending_complete() keeps the
+# pending exception until the tracked reads of its chunk drained
+# (__check_for_conflicting_io()), so an origin write to that chunk waits
+# on it and cannot change the data under a snapshot read in flight.
+#
+# The chunk (32 sectors at 5 MiB) sits behind dm-delay, its reads delayed
+# by DELAY ms (DM_SNAP_REVIEW_DELAY_MS); the rest of the origin is linear,
+# so udev's probes stay fast (the chunk is not at 4 MiB, where blkid looks
+# for a LUKS2 secondary header). The steps follow the reads dm-delay holds
+# (the first number of its status), not the clock, which under TCG runs
+# late: W1, an origin write of pattern B, needs a copy, whose read is held;
+# 3/8 DELAY later R, a snapshot read, finds the chunk pending, goes to the
+# origin and is held too; once the copy's read has gone, W2 writes pattern C
+# to the origin while R is still held. R must read pattern A. (Under a
+# loaded TCG host each step starts up to 2-3 s late: the margins are about
+# DELAY/2 either side.)
+REVIEW_DELAY=${DM_SNAP_REVIEW_DELAY_MS:-8000}
+
+# held_reads: the reads dm-delay holds for the chunk.
+held_reads() { dmsetup status "$DM_PREFIX-delay" | awk '$3 == "delay" { print $4 }'; }
+
+# wait_held OP N [SECONDS]: wait (at most SECONDS, default 30) until dm-delay
+# holds OP N reads of the chunk (OP: -eq, -gt).
+wait_held() {
+	local end=$((SECONDS + ${3:-30}))
+	while [ "$SECONDS" -le "$end" ]; do
+		[ "$(held_reads)" "$1" "$2" ] && return 0
+		sleep 0.1
+	done
+	echo "dm-delay never held $1 $2 reads (holds $(held_reads))"
+	return 1
+}
+
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
+
+t_read_vs_overwrite() {
+	need_target snapshot-origin
+	need_target snapshot
+	need_target delay
+	local base sz dly o cow s t0 pw1 pr rc=0 held copy
+	local chunk=32 at=10240
+	base=$(mkloop 8)
+	sz=$(sectors "$base")
+	pattern A 8 > "$WORK/A"
+	write_at "$base" "$WORK/A"
+	# The chunk's first 4 KiB in A, B and C.
+	tail -c +$((at * 512 + 1)) "$WORK/A" | head -c 4096 > "$WORK/A4"
+	pattern B 1 | head -c 4096 > "$WORK/B4"
+	pattern C 1 | head -c 4096 > "$WORK/C4"
+	printf '%s\n' "0 $at linear $base 0" \
+		"$at $chunk delay $base $at $REVIEW_DELAY $base $at 0" \
+		"$((at + chunk)) $((sz - at - chunk)) linear $base $((at + chunk))" |
+		dmsetup create "$DM_PREFIX-delay"
+	dly=/dev/mapper/$DM_PREFIX-delay
+	o=$(dm origin "0 $sz snapshot-origin $dly")
+	cow=$(mkloop 4)
+	s=$(dm_snap s1 "0 $sz snapshot $dly $cow N $chunk")
+	wait_held -eq 0
+	t0=$(date +%s%N)
+	dd if="$WORK/B4" of="$o" bs=4k count=1 oflag=direct,seek_bytes seek=$((at * 512)) \
+		conv=notrunc status=none &
+	pw1=$!
+	wait_held -gt 0
+	# The copy's read, in one bio or more.
+	copy=$(held_reads)
+	echo "# copy read held at $(ms_since "$t0") ms ($copy bios)"
+	sleep "$(awk -v d="$REVIEW_DELAY" 'BEGIN { print d * 3 / 8000 }')"
+	dd if="$s" of="$WORK/R" bs=4k count=1 iflag=direct,skip_bytes skip=$((at * 512)) \
+		status=none &
+	pr=$!
+	if ! wait_held -eq $((copy + 1)) $((REVIEW_DELAY / 1000)); then
+		echo "the copy's read was gone before R came: raise DM_SNAP_REVIEW_DELAY_MS"
+		return 1
+	fi
+	echo "# R held at $(ms_since "$t0") ms"
+	wait_held -eq 1
+	echo "# copy read gone at $(ms_since "$t0") ms"
+	# The copy's write to the COW device and its completion.
+	sleep 0.2
+	dd if="$WORK/C4" of="$o" bs=4k count=1 oflag=direct,seek_bytes seek=$((at * 512)) \
+		conv=notrunc status=none
+	held=$(held_reads)
+	echo "# W2 done at $(ms_since "$t0") ms, R still held: $held"
+	wait "$pr" || rc=$?
+	echo "# R done at $(ms_since "$t0") ms"
+	wait "$pw1"
+	echo "# W1 done at $(ms_since "$t0") ms"
+	[ "$rc" = 0 ] || { echo "snapshot read failed"; return 1; }
+	if ! cmp -s "$WORK/R" "$WORK/A4"; then
+		if cmp -s "$WORK/R" "$WORK/C4"; then
+			echo "the snapshot read in flight returned W2's data (pattern C)"
+		elif cmp -s "$WORK/R" "$WORK/B4"; then
+			echo "the snapshot read in flight returned W1's data (pattern B)"
+		else
+			echo "the snapshot read in flight returned other data"
+		fi
+		return 1
+	fi
+	dd if="$s" of="$WORK/R2" bs=4k count=1 iflag=direct,skip_bytes skip=$((at * 512)) \
+		status=none
+	cmp -s "$WORK/R2" "$WORK/A4" || { echo "the snapshot does not read pattern A afterwards"; return 1; }
+}
+
+# C: snapshot_ctr() opens the snapshot's origin with BLK_OPEN_READ only
+# (BLK_OPEN_WRITE is for snapshot-merge), the COW device with the table's
+# mode. Here the origin is a read-only loop device, which fails writes.
+# The test kernel has no device that refuses a writer's open and not a
+# reader's: with CONFIG_BLK_DEV_WRITE_MOUNTED=y bdev_may_open() lets every
+# writer in, dm opens its devices with bdev_file_open_by_dev(), which does
+# not check bdev_read_only(), and the open() of loop and dm devices takes
+# any mode. So this test passes whichever mode the origin is opened with.
+t_readonly_origin() {
+	need_target snapshot
+	local img base cow sz s
+	img=$(mktemp "$WORK/XXXXXX.img")
+	pattern A 4 > "$img"
+	cp "$img" "$WORK/A"
+	base=$(losetup --show -f -r "$img")
+	sz=$(sectors "$base")
+	cow=$(mkloop 4)
+	s=$(dm s1 "0 $sz snapshot $base $cow N 8")
+	same "$s" "$WORK/A"
+	# The snapshot is writable: its writes go to the COW device.
+	pattern B 1 > "$WORK/B"
+	write_at "$s" "$WORK/B" 1024
+	splice "$WORK/A" "$WORK/B" 1024 > "$WORK/exp"
+	same "$s" "$WORK/exp"
+	same "$base" "$WORK/A"
+}
+
+# C: the stores read the COW device's size at every allocation
+# (transient_prepare_exception(), persistent_prepare_exception()), so a
+# COW device that grew (lvextend without a reload) is used at once.
+t_cow_grown() {
+	need_store "$1"
+	setup_origin 8
+	local cow used
+	cow=$(mkloop 1)
+	dm_snap s1 "0 $SZ snapshot $BASE $cow $1 8" > /dev/null
+	truncate -s 8M "$(losetup -n -O BACK-FILE "$cow")"
+	losetup -c "$cow"
+	# 3 MiB of changes: more than 1 MiB, less than 8.
+	pattern B 3 > "$WORK/B"
+	write_at "$ORIGIN" "$WORK/B"
+	if [ "$(status_of s1)" = Invalid ]; then
+		echo "the snapshot was invalidated: its COW device's new size was not used"
+		return 1
+	fi
+	used=$(status_of s1 | awk '{ split($1, u, "/"); print u[1] }')
+	echo "# status $(status_of s1)"
+	[ "$used" -gt 2048 ] || { echo "only $used sectors allocated"; return 1; }
+	same "/dev/mapper/$DM_PREFIX-s1" "$WORK/A"
+}
+
+ktap_set_plan 9
+run_test "invalidation raises a dm event" t_invalid_event
+run_test "handover cancelled when its source is removed" t_handover_cancelled
+run_test "a handover source cannot resume before the handover" t_handover_source_resume
+run_test "a third table on a COW shared by two live snapshots is refused" t_third_table
+run_test "concurrent creates on one fresh COW leave one live table" t_concurrent_create
+run_test "an origin write waits for snapshot reads of the chunk it overwrites" t_read_vs_overwrite
+run_test "a snapshot of an origin that refuses writers loads" t_readonly_origin
+run_test "a COW device that grew without a reload is used (N)" t_cow_grown N
+run_test "a COW device that grew without a reload is used (P)" t_cow_grown P
