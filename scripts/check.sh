@@ -13,7 +13,10 @@ IMPL=${DM_SNAP_IMPL:-rust}
 # DM_SNAP_FLAVOR=debug: the KASAN/kmemleak kernel (make check-debug); the
 # lints and host tests, which do not depend on the kernel, are left out.
 FLAVOR=${DM_SNAP_FLAVOR:-default}
-GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params faults corrupt compat persist crash lvm throttle stress}
+GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params review faults corrupt compat persist crash lvm throttle stress}
+# Short groups share one boot (a boot costs about a minute under TCG); each
+# is still counted, and timed, on its own.
+SHARED_BOOT=${DM_SNAP_SHARED_BOOT:-module table status full params}
 RESULTS=$(mktemp -d /tmp/dm-snap-check.XXXXXX)
 pass=0 fail=0 skip=0 KDIR=
 
@@ -25,7 +28,14 @@ result() { # result ok|fail|skip NAME [REASON]
 	esac
 }
 
+# timed NAME SECONDS_SINCE: prints how long NAME took, so the next slow
+# group is seen.
+timed() {
+	echo "TIME: $1 $(($SECONDS - $2))s"
+}
+
 summary() {
+	timed total 0
 	echo
 	echo "implementation: $IMPL, kernel: $FLAVOR ($KDIR); logs in $RESULTS"
 	echo "$pass passed, $fail failed, $skip skipped"
@@ -135,7 +145,7 @@ count_guest() {
 
 # run_group GROUP LIMIT [PHASE] [vm-run options...]: one group, one boot.
 run_group() {
-	local group=$1 limit=$2 phase=${3:-} out rc=0
+	local group=$1 limit=$2 phase=${3:-} out rc=0 t0=$SECONDS
 	shift 3 || shift $#
 	out=$RESULTS/$group${phase:+-$phase}
 	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$@" "$KDIR" -- \
@@ -148,23 +158,28 @@ run_group() {
 	fi
 	count_group "$group" "$out/stdout"
 	count_guest "$group" "$rc" "$limit" "$out"
+	timed "$group${phase:+ phase $phase} (boot included)" $t0
 }
 
 # run_batch LIMIT GROUP...: the groups one after another in one boot (the
 # debug kernel takes minutes to boot under TCG), each counted as its own.
 run_batch() {
-	local limit=$1 out=$RESULTS/batch rc=0 g
+	local limit=$1 out=$RESULTS/batch-$2 rc=0 g t0=$SECONDS
 	shift
-	# Short: the command travels on the guest's kernel command line.
+	# Short: the command travels on the guest's kernel command line. Each
+	# group's start is stamped in guest seconds since boot.
 	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$KDIR" -- \
-		"cd $TOP && export DM_SNAP_IMPL=$IMPL KDIR=$KDIR $GUEST_ENV && for g in $*; do echo \"### group \$g\"; bash tests/dm-snapshot/run.sh \$g; done" || rc=$?
+		"cd $TOP && export DM_SNAP_IMPL=$IMPL KDIR=$KDIR $GUEST_ENV && for g in $* end; do echo \"### group \$g \$(cut -d. -f1 /proc/uptime)\"; [ \$g = end ] || bash tests/dm-snapshot/run.sh \$g; done" || rc=$?
 	for g in "$@"; do
 		mkdir -p "$RESULTS/$g"
-		awk -v g="### group $g" '$0 == g { on = 1; next } /^### group / { on = 0 } on' \
+		awk -v g="$g" '$1 == "###" && $3 == g { on = 1; next } /^### group / { on = 0 } on' \
 			"$out/stdout" > "$RESULTS/$g/stdout"
 		count_group "$g" "$RESULTS/$g/stdout"
+		awk -v g="$g" '$1 == "###" { if (t != "") { print "TIME: " g " " $4 - t "s"; exit } if ($3 == g) t = $4 }' \
+			"$out/stdout"
 	done
-	count_guest "groups in one boot" "$rc" "$limit" "$out"
+	count_guest "groups in one boot ($*)" "$rc" "$limit" "$out"
+	timed "boot of $* (groups and boot)" $t0
 }
 
 PERSIST_LIMIT=300 GUEST_ENV=
@@ -183,6 +198,18 @@ if [ "$FLAVOR" = debug ]; then
 	done
 	[ -z "$batch" ] || run_batch "${DM_SNAP_DEBUG_LIMIT:-5400}" $batch
 	GUEST_GROUPS=$(for g in $GUEST_GROUPS; do case $g in persist | crash) echo "$g" ;; esac; done)
+fi
+
+if [ "$FLAVOR" = default ]; then
+	shared= rest=
+	for g in $GUEST_GROUPS; do
+		case " $SHARED_BOOT " in
+		*" $g "*) shared+=" $g" ;;
+		*) rest+=" $g" ;;
+		esac
+	done
+	[ -z "$shared" ] || run_batch 900 $shared
+	GUEST_GROUPS=$rest
 fi
 
 for g in $GUEST_GROUPS; do
@@ -207,6 +234,7 @@ if [ "$IMPL" = rust ] && [[ " $GUEST_GROUPS " == *" throttle "* ]]; then
 	mkdir -p "$buggy"
 	cp -r "$TOP/Kbuild" "$TOP/Makefile" "$TOP/drivers" "$buggy/"
 	make_kernel M="$buggy" clean > /dev/null 2>&1 || true
+	t0=$SECONDS
 	if make_kernel M="$buggy" DM_SNAP_BUGGY_THROTTLE=1 modules > "$RESULTS/buggy-build.log" 2>&1; then
 		out=$RESULTS/throttle-buggy rc=0
 		"$TOP/scripts/vm-run.sh" -t 240 -o "$out" "$KDIR" -- \
@@ -216,6 +244,7 @@ if [ "$IMPL" = rust ] && [[ " $GUEST_GROUPS " == *" throttle "* ]]; then
 		else
 			result fail "throttle: deadlock test fails a build that sleeps holding the origin lock" "it passed; see $out"
 		fi
+		timed "throttle with the buggy build" $t0
 	else
 		tail -n 20 "$RESULTS/buggy-build.log"
 		result fail "throttle: build of the buggy test module"
