@@ -334,7 +334,49 @@ t_cow_grown() {
 	same "/dev/mapper/$DM_PREFIX-s1" "$WORK/A"
 }
 
-ktap_set_plan 9
+# C: snapshot_resume() suspends the origin device internally
+# (dm_internal_suspend_fast()) around __handover_exceptions(), so the
+# source's copies drain however busy the origin is, and a reload of a
+# snapshot (lvextend) resumes promptly under origin writes. Here four fio
+# writers (16 writes in flight each) keep copying new chunks into a P
+# snapshot on a COW device whose writes dm-delay slows down, while the
+# snapshot's table is reloaded on the same COW device; the resume must
+# finish well before the writers stop, and the snapshot must still read as
+# the origin did before the writes (no write may slip past both tables).
+# Ours before the fix passed it too: its drain loop did find the source
+# idle within seconds here, so this guards the handover's data, and its
+# time, rather than proving the spin.
+t_handover_busy() {
+	need_store P
+	setup_origin 32
+	local cow dcow table t0 took pid
+	cow=$(mkloop 40)
+	dcow=$(dm dcow "0 $(sectors "$cow") delay $cow 0 0 $cow 0 ${DM_SNAP_REVIEW_COW_DELAY_MS:-50}")
+	table="0 $SZ snapshot $BASE $dcow P 8"
+	dm_snap s1 "$table" > /dev/null
+	fio --name=busy --filename="$ORIGIN" --rw=randwrite --bs=4k --direct=1 \
+		--ioengine=libaio --iodepth=16 --numjobs=4 --time_based --runtime="${DM_SNAP_REVIEW_BUSY_SECONDS:-40}" \
+		--randrepeat=0 --output=/dev/null &
+	pid=$!
+	sleep 5
+	dmsetup reload "$DM_PREFIX-s1" --table "$table"
+	t0=$(date +%s%N)
+	dmsetup suspend "$DM_PREFIX-s1"
+	dmsetup resume "$DM_PREFIX-s1"
+	took=$((($(date +%s%N) - t0) / 1000000))
+	echo "# suspend and resume with the handover took $took ms under origin writes"
+	wait $pid
+	if [ "$took" -gt "${DM_SNAP_REVIEW_RESUME_LIMIT_MS:-15000}" ]; then
+		echo "the handover waited for the origin writes to stop ($took ms)"
+		return 1
+	fi
+	case $(status_of s1) in
+	Invalid*) echo "the snapshot is invalid after the handover"; return 1 ;;
+	esac
+	same "/dev/mapper/$DM_PREFIX-s1" "$WORK/A"
+}
+
+ktap_set_plan 10
 run_test "invalidation raises a dm event" t_invalid_event
 run_test "handover cancelled when its source is removed" t_handover_cancelled
 run_test "a handover source cannot resume before the handover" t_handover_source_resume
@@ -344,3 +386,4 @@ run_test "an origin write waits for snapshot reads of the chunk it overwrites" t
 run_test "a snapshot of an origin that refuses writers loads" t_readonly_origin
 run_test "a COW device that grew without a reload is used (N)" t_cow_grown N
 run_test "a COW device that grew without a reload is used (P)" t_cow_grown P
+run_test "a handover under origin writes does not wait for them to stop" t_handover_busy
