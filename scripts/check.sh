@@ -208,7 +208,7 @@ if [ "$FLAVOR" = default ]; then
 		*) rest+=" $g" ;;
 		esac
 	done
-	[ -z "$shared" ] || run_batch 900 $shared
+	[ -z "$shared" ] || run_batch 1500 $shared
 	GUEST_GROUPS=$rest
 fi
 
