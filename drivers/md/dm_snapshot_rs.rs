@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Device-mapper snapshot targets (`snapshot-origin`, `snapshot`,
-//! `snapshot-merge`), written in Rust.
+//! Device-mapper snapshot targets (`snapshot-origin` and `snapshot`),
+//! written in Rust.
 //!
 //! A drop-in replacement for `dm-snapshot.ko`: same target names, table
 //! syntax, status lines, module parameters and on-disk COW format.
@@ -29,7 +29,6 @@ mod registry;
 #[path = "dm_snap/snapshot.rs"]
 mod snapshot;
 
-use dm_snap_core::chunk::ChunkSize;
 use origin::Origin;
 use registry::Registry;
 use snapshot::Snapshot;
@@ -77,9 +76,6 @@ fn already_registered(e: &Error) {
 
 impl kernel::Module for DmSnapshotRs {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        // The core-only logic is shared with the host test crate; make sure
-        // the module is linked against the same code it is tested with.
-        let default_chunk = ChunkSize::new(16).map_err(|_| EINVAL)?;
         let registry = Registry::new()?;
         let origin = KBox::pin_init(
             Registration::new(origin::NAME, origin::VERSION, module, registry.clone()),
@@ -91,11 +87,7 @@ impl kernel::Module for DmSnapshotRs {
             GFP_KERNEL,
         )
         .inspect_err(already_registered)?;
-        pr_info!(
-            "loaded (default chunk {} sectors, cow threshold {})\n",
-            default_chunk.sectors(),
-            COW_THRESHOLD.get()
-        );
+        pr_info!("loaded (cow threshold {})\n", COW_THRESHOLD.get());
         Ok(DmSnapshotRs {
             _origin: origin,
             _snapshot: snapshot,
