@@ -192,6 +192,9 @@ if [ "$FLAVOR" = debug ]; then
 	# (each uevent's rules take seconds).
 	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4}"
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUND_SECONDS=120 DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-4} DM_SNAP_NO_UDEV=1"
+	# The review group's handover under writes: writers long enough to
+	# outlast a resume on that kernel, and a limit to match.
+	GUEST_ENV+=" DM_SNAP_REVIEW_BUSY_SECONDS=150 DM_SNAP_REVIEW_RESUME_LIMIT_MS=60000"
 	batch=
 	for g in $GUEST_GROUPS; do
 		case $g in persist | crash) ;; *) batch+=" $g" ;; esac
