@@ -11,7 +11,9 @@
 #
 # DM_SNAP_REVIEW_ROUNDS sets the rounds of the concurrent-create test
 # (default 6), DM_SNAP_REVIEW_DELAY_MS the read delay of the read/write
-# race test (default 8000).
+# race test (default 8000), and DM_SNAP_REVIEW_BUSY_SECONDS and
+# DM_SNAP_REVIEW_RESUME_LIMIT_MS the writers and the resume limit of the
+# handover under writes (defaults 40 and 15000).
 
 load_impl
 ROUNDS=${DM_SNAP_REVIEW_ROUNDS:-6}
