@@ -225,6 +225,10 @@ struct Inner {
     /// one, whose exceptions this one takes over when it resumes (C:
     /// `__handover_exceptions()`).
     handover_from: Option<Arc<SnapState>>,
+    /// Persistent store: copies that ended before an earlier-allocated
+    /// one and wait in the pending table for their turn to commit; the
+    /// pending table is walked for the next one only while there are any.
+    waiting_turn: u32,
 }
 
 /// Why a snapshot is invalidated.
@@ -516,6 +520,7 @@ impl SnapState {
             // An earlier copy is still running: this one waits for its
             // turn in the pending table, marked as ended, which needs no
             // memory (the commit of the earlier one finds it).
+            inner.waiting_turn += 1;
             return;
         }
         let mut chunk = chunk;
@@ -563,10 +568,14 @@ impl SnapState {
                 }
                 inner = self.inner.lock();
             }
+            if inner.waiting_turn == 0 {
+                break;
+            }
             match inner.pending.find(|p| p.seq == next_seq && p.copy_ended) {
                 Some(p) => chunk = p.chunk,
                 None => break,
             }
+            inner.waiting_turn -= 1;
         }
     }
 
@@ -603,6 +612,7 @@ impl SnapState {
             };
             self.finish(c, false, None, retry);
         }
+        self.inner.lock().waiting_turn = 0;
     }
 
     /// Completes the exception of `chunk` (C: `pending_complete()`): on
@@ -1117,6 +1127,7 @@ impl Snapshot {
                     pending,
                     store: Store::Transient { next_free: 0 },
                     handover_from: waiting_for,
+                    waiting_turn: 0,
                 }),
                 reads <- ReadTracker::new(),
                 throttle <- new_spinlock!(Throttle::new(), "dm_snapshot_rs:throttle"),
