@@ -8,6 +8,10 @@
 //!
 //! C counterpart: `drivers/md/dm-snap.c`.
 
+// Every file of the target denies `unsafe` itself (`#![deny(unsafe_code)]`);
+// this crate root holds only the `module!` and parameter macros, whose
+// expansions are the kernel crate's own `unsafe`.
+
 // The snapshot state's pin-initialiser has more fields than the default
 // macro recursion limit allows.
 #![recursion_limit = "256"]
@@ -17,9 +21,15 @@ use kernel::{
     prelude::*,
 };
 
+#[path = "dm_snap/complete.rs"]
+mod complete;
 pub mod dm_snap_core;
 #[path = "dm_snap/origin.rs"]
 mod origin;
+#[path = "dm_snap/origin_write.rs"]
+mod origin_write;
+#[path = "dm_snap/pending.rs"]
+mod pending;
 #[path = "dm_snap/persistent.rs"]
 mod persistent;
 #[path = "dm_snap/read_tracker.rs"]

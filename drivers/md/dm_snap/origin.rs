@@ -8,9 +8,11 @@
 //! C counterpart: `origin_ctr()`, `origin_map()` and friends in
 //! `drivers/md/dm-snap.c`.
 
+#![deny(unsafe_code)]
+
 use super::{
+    origin_write::{do_origin, Limit},
     registry::Registry,
-    snapshot::{do_origin, Limit},
 };
 use core::{
     fmt::Write,

@@ -10,9 +10,12 @@
 //! is done; bios that touch the chunk meanwhile wait on the pending
 //! exception.
 //!
-//! C counterpart: `snapshot_ctr()`, `snapshot_map()`, `__origin_write()`,
-//! `pending_complete()` and friends in `drivers/md/dm-snap.c`, with the
-//! transient store of `drivers/md/dm-snap-transient.c`.
+//! C counterpart: `snapshot_ctr()`, `snapshot_map()`, `start_copy()` and
+//! friends in `drivers/md/dm-snap.c`, with the transient store of
+//! `drivers/md/dm-snap-transient.c`. The pending exceptions are in
+//! `pending.rs`, the origin write path (`__origin_write()`) in
+//! `origin_write.rs`, completion and commit ordering (`copy_callback()`,
+//! `pending_complete()`) in `complete.rs`.
 //!
 //! # Lock order
 //!
@@ -32,16 +35,19 @@
 //! writer sleeping for the throttle holds no lock at all (the deadlock of
 //! the 2019 dm-devel thread).
 
+#![deny(unsafe_code)]
+
 use super::{
+    pending::{Pending, PendingTable},
     persistent::{self, HeaderSlot, LoadError, Metadata},
     read_tracker::{ReadTracker, Tracked},
-    registry::{snaps_of, Origins, Registry},
+    registry::Registry,
 };
 use crate::{
     dm_snap_core::{
         chunk::ChunkSize,
-        commit::{Batch, CommitAction, Sequencer},
-        disk::{DiskException, Layout, StoreState},
+        commit::{Batch, Sequencer},
+        disk::{Layout, StoreState},
         table::{self, StoreError, StoreKind, TableError},
         throttle::Throttle,
     },
@@ -52,7 +58,7 @@ use core::{
     sync::atomic::{AtomicBool, AtomicU32, Ordering},
 };
 use kernel::{
-    bio::{Bio, BioList, BioSlot, OwnedBio},
+    bio::{Bio, BioSlot, OwnedBio},
     c_str,
     device_mapper::{
         kcopyd, Args, CtrError, Device, EndIoBio, EndIoResult, IterateDevices, MapBio, MapResult,
@@ -72,8 +78,6 @@ pub(crate) const VERSION: [u32; 3] = [1, 16, 0];
 
 /// Pending exceptions kept in reserve for forward progress (C: `MIN_IOS`).
 const MIN_IOS: u32 = 256;
-/// Buckets of the pending exception table (a power of two).
-const PENDING_BUCKETS: usize = 512;
 
 /// What a bio of this target carries from `map` to `end_io`.
 #[derive(Default)]
@@ -88,112 +92,8 @@ pub(crate) enum SnapBio {
     FullWrite(kcopyd::PreparedCallback<CopyJob>),
 }
 
-/// A chunk being copied (C: `struct dm_snap_pending_exception`).
-pub(crate) struct Pending {
-    chunk: u64,
-    new_chunk: u64,
-    /// Origin writes waiting for the copy; mapped again once it is done.
-    origin_bios: BioList,
-    /// Snapshot writes waiting for the copy, already remapped to the COW.
-    snapshot_bios: BioList,
-    /// Persistent store: the allocation order, in which copies commit.
-    seq: u64,
-    /// Persistent store: the copy ended with an error.
-    copy_failed: bool,
-    /// Persistent store: the copy ended, and the exception waits for its
-    /// turn to commit.
-    copy_ended: bool,
-    /// Persistent store: a whole-chunk write that was the copy, completed
-    /// once the exception is on disk.
-    full_bio: Option<OwnedBio>,
-    /// The complete table's node for the exception, taken when the
-    /// exception was made, so that completing it needs no memory.
-    node: Option<RBTreeNodeReservation<u64, u64>>,
-    next: Option<PoolBox<Pending>>,
-}
-
-impl Pending {
-    fn new(chunk: u64) -> Self {
-        Self {
-            chunk,
-            new_chunk: 0,
-            origin_bios: BioList::new(),
-            snapshot_bios: BioList::new(),
-            seq: 0,
-            copy_failed: false,
-            copy_ended: false,
-            full_bio: None,
-            node: None,
-            next: None,
-        }
-    }
-}
-
-/// The pending exceptions, a hash of chains through the pool elements, so
-/// inserting never allocates.
-struct PendingTable {
-    buckets: KVec<Option<PoolBox<Pending>>>,
-}
-
-impl PendingTable {
-    fn new() -> Result<Self> {
-        let mut buckets = KVec::with_capacity(PENDING_BUCKETS, GFP_KERNEL)?;
-        for _ in 0..PENDING_BUCKETS {
-            buckets.push(None, GFP_KERNEL)?;
-        }
-        Ok(Self { buckets })
-    }
-
-    fn bucket(chunk: u64) -> usize {
-        (chunk as usize) & (PENDING_BUCKETS - 1)
-    }
-
-    fn get_mut(&mut self, chunk: u64) -> Option<&mut Pending> {
-        let mut cur = self.buckets.get_mut(Self::bucket(chunk))?.as_deref_mut();
-        while let Some(p) = cur {
-            if p.chunk == chunk {
-                return Some(p);
-            }
-            cur = p.next.as_deref_mut();
-        }
-        None
-    }
-
-    fn insert(&mut self, mut pe: PoolBox<Pending>) {
-        if let Some(head) = self.buckets.get_mut(Self::bucket(pe.chunk)) {
-            pe.next = head.take();
-            *head = Some(pe);
-        }
-    }
-
-    /// The first pending exception that `f` accepts, in no particular
-    /// order: a walk over every one.
-    fn find(&mut self, f: impl Fn(&Pending) -> bool) -> Option<&mut Pending> {
-        for head in self.buckets.iter_mut() {
-            let mut cur = head.as_deref_mut();
-            while let Some(p) = cur {
-                if f(p) {
-                    return Some(p);
-                }
-                cur = p.next.as_deref_mut();
-            }
-        }
-        None
-    }
-
-    fn remove(&mut self, chunk: u64) -> Option<PoolBox<Pending>> {
-        let mut cur = self.buckets.get_mut(Self::bucket(chunk))?;
-        while cur.as_ref().is_some_and(|p| p.chunk != chunk) {
-            cur = &mut cur.as_mut()?.next;
-        }
-        let mut pe = cur.take()?;
-        *cur = pe.next.take();
-        Some(pe)
-    }
-}
-
 /// The exception store's allocation state.
-enum Store {
+pub(super) enum Store {
     /// `N`: sectors of the COW device handed out.
     Transient { next_free: u64 },
     /// `P` and `PO`: the on-disk layout, the allocation state, the batch
@@ -212,28 +112,28 @@ enum Store {
 }
 
 /// What the snapshot lock protects.
-struct Inner {
-    valid: bool,
+pub(super) struct Inner {
+    pub(super) valid: bool,
     /// `PO`: a snapshot write found the COW device full (C:
     /// `snapshot_overflowed`); writes to the snapshot fail from then on.
-    overflowed: bool,
+    pub(super) overflowed: bool,
     /// Completed exceptions: origin chunk to COW chunk.
-    complete: RBTree<u64, u64>,
-    pending: PendingTable,
-    store: Store,
+    pub(super) complete: RBTree<u64, u64>,
+    pub(super) pending: PendingTable,
+    pub(super) store: Store,
     /// A snapshot table reloaded on the COW device of a live one: the live
     /// one, whose exceptions this one takes over when it resumes (C:
     /// `__handover_exceptions()`).
-    handover_from: Option<Arc<SnapState>>,
+    pub(super) handover_from: Option<Arc<SnapState>>,
     /// Persistent store: copies that ended before an earlier-allocated
     /// one and wait in the pending table for their turn to commit; the
     /// pending table is walked for the next one only while there are any.
-    waiting_turn: u32,
+    pub(super) waiting_turn: u32,
 }
 
 /// Why a snapshot is invalidated.
 #[derive(Clone, Copy)]
-enum Invalidate {
+pub(super) enum Invalidate {
     Io,
     NoMem,
 }
@@ -241,55 +141,55 @@ enum Invalidate {
 /// The state a snapshot shares with its copies in flight.
 #[pin_data(PinnedDrop)]
 pub(crate) struct SnapState {
-    registry: Arc<Registry>,
-    origin_dev: u32,
-    chunk: ChunkSize,
+    pub(super) registry: Arc<Registry>,
+    pub(super) origin_dev: u32,
+    pub(super) chunk: ChunkSize,
     /// Origin writes at or beyond this sector need no copy.
-    table_end: u64,
-    discard_zeroes_cow: bool,
-    discard_passdown_origin: bool,
+    pub(super) table_end: u64,
+    pub(super) discard_zeroes_cow: bool,
+    pub(super) discard_passdown_origin: bool,
     /// Set on resume: only active snapshots copy on origin writes.
-    active: AtomicBool,
+    pub(super) active: AtomicBool,
     #[pin]
-    inner: Mutex<Inner>,
+    pub(super) inner: Mutex<Inner>,
     /// Reads sent to the origin and not completed.
     #[pin]
-    reads: ReadTracker,
+    pub(super) reads: ReadTracker,
     /// The COW throttle: copies in flight, under a spinlock, and the
     /// writers waiting for room.
     #[pin]
-    throttle: SpinLock<Throttle>,
+    pub(super) throttle: SpinLock<Throttle>,
     #[pin]
-    throttle_wait: WaitQueue,
-    pending_pool: Arc<Mempool<Pending>>,
-    job_pool: Arc<Mempool<CopyJob>>,
-    persistent: bool,
+    pub(super) throttle_wait: WaitQueue,
+    pub(super) pending_pool: Arc<Mempool<Pending>>,
+    pub(super) job_pool: Arc<Mempool<CopyJob>>,
+    pub(super) persistent: bool,
     /// Persistent store: the metadata area writes. Its lock serialises
     /// commits and is taken before `inner`.
     #[pin]
-    meta: Mutex<Option<Metadata>>,
+    pub(super) meta: Mutex<Option<Metadata>>,
     /// Pending exceptions, as `inner.pending` holds them; kept apart so
     /// that a handover can wait for none to be left.
-    pending_count: AtomicU32,
+    pub(super) pending_count: AtomicU32,
     #[pin]
-    idle_wait: WaitQueue,
+    pub(super) idle_wait: WaitQueue,
     /// Set once the target is suspended, cleared when it resumes.
-    suspended: AtomicBool,
+    pub(super) suspended: AtomicBool,
     /// Set while the snapshot is handed over to another table: origin
     /// writes that need a new copy of it wait (retried writes excepted:
     /// their chunk is copied already), so its copies in flight drain.
-    draining: AtomicBool,
+    pub(super) draining: AtomicBool,
     /// The table event, raised when the snapshot is invalidated.
-    event: Arc<TableEvent>,
+    pub(super) event: Arc<TableEvent>,
 }
 
 /// A copy in flight, or a chunk being zeroed for a discard.
 pub(crate) struct CopyJob {
-    state: Arc<SnapState>,
-    chunk: u64,
+    pub(super) state: Arc<SnapState>,
+    pub(super) chunk: u64,
     /// The bio the job completes: a whole-chunk write, or a discard.
-    bio: BioSlot,
-    zero: bool,
+    pub(super) bio: BioSlot,
+    pub(super) zero: bool,
 }
 
 impl CopyJob {
@@ -313,39 +213,18 @@ impl SnapState {
     ///
     /// The complete table's node comes along if memory allows; if not,
     /// the completion allocates it, as C does.
-    fn alloc_copy(self: &Arc<Self>, chunk: u64) -> Result<(PoolBox<Pending>, PoolBox<CopyJob>)> {
+    pub(super) fn alloc_copy(
+        self: &Arc<Self>,
+        chunk: u64,
+    ) -> Result<(PoolBox<Pending>, PoolBox<CopyJob>)> {
         let mut pe = Mempool::alloc(&self.pending_pool, Pending::new(chunk), GFP_NOIO)?;
         pe.node = RBTreeNodeReservation::new(GFP_NOIO).ok();
         Ok((pe, CopyJob::alloc(self, chunk, false)?))
     }
 }
 
-impl kcopyd::Completion for CopyJob {
-    type Ptr = PoolBox<CopyJob>;
-
-    fn complete(job: PoolBox<CopyJob>, read_err: bool, write_err: u64) {
-        let ok = !read_err && write_err == 0;
-        let bio = job.bio.take();
-        // The copy (or zeroing) is over: its throttle slot is free again,
-        // whatever the commit still has to do (C: `copy_callback()` and
-        // `zero_callback()` end the copy first).
-        job.state.release_slot();
-        if job.zero {
-            if let Some(b) = bio {
-                if ok {
-                    b.complete()
-                } else {
-                    b.io_error()
-                }
-            }
-            return;
-        }
-        job.state.pending_complete(job.chunk, ok, bio);
-    }
-}
-
 impl SnapState {
-    fn invalidate(&self, inner: &mut Inner, why: Invalidate) {
+    pub(super) fn invalidate(&self, inner: &mut Inner, why: Invalidate) {
         if !inner.valid {
             return;
         }
@@ -362,13 +241,13 @@ impl SnapState {
     }
 
     /// Adds `pe` to the pending exceptions.
-    fn insert_pending(&self, inner: &mut Inner, pe: PoolBox<Pending>) {
+    pub(super) fn insert_pending(&self, inner: &mut Inner, pe: PoolBox<Pending>) {
         inner.pending.insert(pe);
         self.pending_count.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes the pending exception of `chunk`.
-    fn remove_pending(&self, inner: &mut Inner, chunk: u64) -> Option<PoolBox<Pending>> {
+    pub(super) fn remove_pending(&self, inner: &mut Inner, chunk: u64) -> Option<PoolBox<Pending>> {
         let pe = inner.pending.remove(chunk)?;
         if self.pending_count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle_wait.wake_up_all();
@@ -379,7 +258,7 @@ impl SnapState {
     /// Allocates the COW chunk for `pe` (C: the stores'
     /// `prepare_exception`); false when the COW device is full. As C, the
     /// COW device's size is read each time: it may have grown.
-    fn prepare(&self, inner: &mut Inner, pe: &mut Pending, cow_sectors: u64) -> bool {
+    pub(super) fn prepare(&self, inner: &mut Inner, pe: &mut Pending, cow_sectors: u64) -> bool {
         match &mut inner.store {
             Store::Transient { next_free } => {
                 let chunk_sectors = u64::from(self.chunk.sectors());
@@ -414,7 +293,7 @@ impl SnapState {
 
     /// A snapshot write found no room: `PO` marks the snapshot overflowed,
     /// the others invalidate it.
-    fn full(&self, inner: &mut Inner) {
+    pub(super) fn full(&self, inner: &mut Inner) {
         match inner.store {
             Store::Persistent { overflow: true, .. } => {
                 if inner.valid && !inner.overflowed {
@@ -427,24 +306,24 @@ impl SnapState {
     }
 
     /// Remaps `bio` into COW chunk `new_chunk`.
-    fn remap_cow(&self, bio: &mut Bio, new_chunk: u64) {
+    pub(super) fn remap_cow(&self, bio: &mut Bio, new_chunk: u64) {
         let offset = self.chunk.offset_in_chunk(bio.sector());
         bio.set_sector((new_chunk << self.chunk.shift()) + offset);
     }
 
     /// Takes a slot for a new copy if the throttle has room.
-    fn try_reserve(&self) -> bool {
+    pub(super) fn try_reserve(&self) -> bool {
         self.throttle.lock().try_reserve(crate::COW_THRESHOLD.get())
     }
 
     /// Counts a copy started by a completion, which never waits.
-    fn start_unthrottled(&self) {
+    pub(super) fn start_unthrottled(&self) {
         self.throttle.lock().start_unthrottled();
     }
 
     /// A copy ended, or a reserved slot goes back unused: wakes one waiter
     /// if that made room (C: `account_end_copy()`).
-    fn release_slot(&self) {
+    pub(super) fn release_slot(&self) {
         let wake = self.throttle.lock().release(crate::COW_THRESHOLD.get());
         match wake {
             Some(true) => self.throttle_wait.wake_up(),
@@ -455,243 +334,15 @@ impl SnapState {
 
     /// Sleeps until a slot is free and takes it (C: `wait_for_in_progress()`).
     /// `release` runs before the task sleeps, to drop the caller's locks.
-    fn wait_for_slot(&self, release: impl FnOnce()) {
+    pub(super) fn wait_for_slot(&self, release: impl FnOnce()) {
         self.throttle.lock().count_wait();
         self.throttle_wait
             .wait_io_exclusive_then(|| self.try_reserve(), release);
     }
 
     /// Tracks a read of `chunk` sent to the origin until it completes.
-    fn track(&self, chunk: u64, data: &mut SnapBio) {
+    pub(super) fn track(&self, chunk: u64, data: &mut SnapBio) {
         *data = SnapBio::Tracked(self.reads.track(chunk));
-    }
-
-    /// A copy ended (C: the tail of `copy_callback()`), its throttle slot
-    /// given back already. The transient store completes the exception at
-    /// once; the persistent store commits exceptions in allocation order
-    /// and completes them once their area is on disk. The origin writes
-    /// that waited for the copies are retried last, with no lock held.
-    fn pending_complete(self: &Arc<Self>, chunk: u64, ok: bool, full_bio: Option<OwnedBio>) {
-        let mut retry = BioList::new();
-        if self.persistent {
-            let mut meta = self.meta.lock();
-            self.commit(&mut meta, chunk, ok, full_bio, &mut retry);
-        } else {
-            self.finish(chunk, ok, full_bio, &mut retry);
-        }
-        // C: `retry_origin_bios()`. Not under `meta`: an origin write takes
-        // the registry lock, which an origin write holding it may have to
-        // wait for while it starts copies.
-        for b in retry {
-            if let Some(b) = do_origin(&self.registry, self.origin_dev, b, Limit::Unthrottled) {
-                b.submit();
-            }
-        }
-    }
-
-    /// Commits the exception of `chunk`, whose copy ended, with those after
-    /// it in allocation order that ended before (C:
-    /// `persistent_commit_exception()` and `pending_complete()` for each).
-    fn commit(
-        self: &Arc<Self>,
-        meta: &mut Option<Metadata>,
-        chunk: u64,
-        ok: bool,
-        full_bio: Option<OwnedBio>,
-        retry: &mut BioList,
-    ) {
-        let mut inner = self.inner.lock();
-        let Some(pe) = inner.pending.get_mut(chunk) else {
-            drop(inner);
-            return lost_pending(chunk, full_bio);
-        };
-        pe.copy_failed = !ok;
-        pe.full_bio = full_bio;
-        pe.copy_ended = true;
-        let seq = pe.seq;
-        if !inner.valid {
-            drop(inner);
-            return self.fail_uncommitted(meta, chunk, retry);
-        }
-        let Store::Persistent { seq: order, .. } = &inner.store else {
-            return;
-        };
-        if !order.is_next(seq) {
-            // An earlier copy is still running: this one waits for its
-            // turn in the pending table, marked as ended, which needs no
-            // memory (the commit of the earlier one finds it).
-            inner.waiting_turn += 1;
-            return;
-        }
-        let mut chunk = chunk;
-        while let Some(pe) = inner.pending.get_mut(chunk) {
-            let e = DiskException {
-                old_chunk: chunk,
-                new_chunk: pe.new_chunk,
-            };
-            if pe.copy_failed {
-                self.invalidate(&mut inner, Invalidate::Io);
-            }
-            let valid = inner.valid;
-            let Store::Persistent {
-                layout,
-                state,
-                batch,
-                seq,
-                ..
-            } = &mut inner.store
-            else {
-                break;
-            };
-            let (index, action) = batch.commit(state, layout);
-            let nth = batch.batched - 1;
-            let next_seq = seq.complete();
-            let written = match action {
-                CommitAction::Defer => None,
-                CommitAction::Write { area, next } => Some((area, next, batch.written())),
-            };
-            if let Some(m) = meta.as_mut() {
-                m.add(index, nth, e);
-            }
-            if let Some((area, next, n)) = written {
-                drop(inner);
-                let ok = meta
-                    .as_mut()
-                    .is_some_and(|m| m.write_area(area, next, valid));
-                if valid && !ok {
-                    self.invalidate(&mut self.inner.lock(), Invalidate::Io);
-                }
-                if let Some(m) = meta.as_ref() {
-                    for &c in m.batched(n) {
-                        self.finish(c, ok, None, retry);
-                    }
-                }
-                inner = self.inner.lock();
-            }
-            if inner.waiting_turn == 0 {
-                break;
-            }
-            match inner.pending.find(|p| p.seq == next_seq && p.copy_ended) {
-                Some(p) => chunk = p.chunk,
-                None => break,
-            }
-            inner.waiting_turn -= 1;
-        }
-    }
-
-    /// The snapshot is invalid: the exception of `chunk`, those batched
-    /// for the next metadata write and those waiting for their turn fail.
-    fn fail_uncommitted(
-        self: &Arc<Self>,
-        meta: &mut Option<Metadata>,
-        chunk: u64,
-        retry: &mut BioList,
-    ) {
-        self.finish(chunk, false, None, retry);
-        let n = {
-            let mut inner = self.inner.lock();
-            match &mut inner.store {
-                Store::Persistent { batch, .. } => batch.written(),
-                Store::Transient { .. } => 0,
-            }
-        };
-        if let Some(m) = meta.as_ref() {
-            for &c in m.batched(n) {
-                self.finish(c, false, None, retry);
-            }
-        }
-        loop {
-            let waiting = self
-                .inner
-                .lock()
-                .pending
-                .find(|p| p.copy_ended)
-                .map(|p| p.chunk);
-            let Some(c) = waiting else {
-                break;
-            };
-            self.finish(c, false, None, retry);
-        }
-        self.inner.lock().waiting_turn = 0;
-    }
-
-    /// Completes the exception of `chunk` (C: `pending_complete()`): on
-    /// success it joins the complete table, and the bios that waited for it
-    /// go on; on failure the snapshot is invalidated and they fail. The
-    /// origin writes among them are added to `retry`.
-    fn finish(
-        self: &Arc<Self>,
-        chunk: u64,
-        ok: bool,
-        full_bio: Option<OwnedBio>,
-        retry: &mut BioList,
-    ) {
-        let mut inner = self.inner.lock();
-        let Some(pe) = inner.pending.get_mut(chunk) else {
-            drop(inner);
-            return lost_pending(chunk, full_bio);
-        };
-        let full_bio = full_bio.or_else(|| pe.full_bio.take());
-        let mut ok = ok && !pe.copy_failed;
-        let new_chunk = pe.new_chunk;
-        let node = pe.node.take();
-        if !ok {
-            self.invalidate(&mut inner, Invalidate::Io);
-        } else if !inner.valid {
-            ok = false;
-        } else if let Some(node) = node {
-            inner.complete.insert(node.into_node(chunk, new_chunk));
-        } else if inner
-            .complete
-            .try_create_and_insert(chunk, new_chunk, GFP_NOIO)
-            .is_err()
-        {
-            // C: `alloc_completed_exception()` failed.
-            self.invalidate(&mut inner, Invalidate::NoMem);
-            ok = false;
-        }
-        if ok {
-            // Snapshot reads of the chunk go to the COW device from now
-            // on. Those that went to the origin before must finish before
-            // the origin may be overwritten: until they have, the pending
-            // exception stays, and new origin writes queue on it.
-            drop(inner);
-            self.reads.drain(chunk);
-            inner = self.inner.lock();
-        }
-        let Some(mut pe) = self.remove_pending(&mut inner, chunk) else {
-            drop(inner);
-            return lost_pending(chunk, full_bio);
-        };
-        let snapshot_bios = pe.snapshot_bios.take();
-        let mut origin_bios = pe.origin_bios.take();
-        drop(inner);
-        drop(pe);
-        if let Some(b) = full_bio {
-            if ok {
-                b.complete()
-            } else {
-                b.io_error()
-            }
-        }
-        for b in snapshot_bios {
-            if ok {
-                b.submit()
-            } else {
-                b.io_error()
-            }
-        }
-        retry.append(&mut origin_bios);
-    }
-}
-
-/// A completion found no pending exception for `chunk`, a bookkeeping
-/// bug: it is logged, and the whole-chunk write that was the copy, if any,
-/// fails.
-fn lost_pending(chunk: u64, full_bio: Option<OwnedBio>) {
-    pr_err!("no pending exception for chunk {}\n", chunk);
-    if let Some(b) = full_bio {
-        b.io_error();
     }
 }
 
@@ -711,10 +362,10 @@ impl PinnedDrop for SnapState {
 /// target instance and the registry.
 pub(crate) struct Snap {
     /// Dropped first: waits for the copies, which use the devices.
-    kc: kcopyd::Client,
-    state: Arc<SnapState>,
-    origin: Device,
-    cow: Device,
+    pub(super) kc: kcopyd::Client,
+    pub(super) state: Arc<SnapState>,
+    pub(super) origin: Device,
+    pub(super) cow: Device,
 }
 
 impl Snap {
@@ -749,7 +400,7 @@ impl Snap {
     /// pending exception went in, and whatever happens to the copy is
     /// reported by its completion, which runs in kcopyd's thread, never
     /// under the caller's locks.
-    fn start_copy(&self, job: PoolBox<CopyJob>, new_chunk: u64) {
+    pub(super) fn start_copy(&self, job: PoolBox<CopyJob>, new_chunk: u64) {
         let st = &self.state;
         let shift = st.chunk.shift();
         let src = job.chunk << shift;
@@ -784,187 +435,6 @@ impl Snap {
         }
         if let Err(job) = self.kc.zero::<CopyJob>(&[to], job) {
             self.kc.prepare_callback::<CopyJob>(job).run(true, 0);
-        }
-    }
-}
-
-/// Whether an origin write may wait for the COW throttle.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Limit {
-    /// A write from the origin target: it waits for room to start copies.
-    Throttled,
-    /// A write retried by a completion, which must never wait.
-    Unthrottled,
-}
-
-/// The outcome of one pass of an origin write over the snapshots.
-enum Pass<'a> {
-    /// Every snapshot has the chunk: the write may go to the origin.
-    Done,
-    /// This snapshot is copying the chunk: the write waits for that copy.
-    Wait(&'a Snap),
-    /// This snapshot needs a copy but has no room to start one.
-    Full(&'a Snap),
-    /// This snapshot needs a copy but is being handed over: no new copy
-    /// starts until it has been.
-    Drain(&'a Snap),
-}
-
-/// One pass over the active snapshots of origin `dev`, starting a copy of
-/// the chunk at `sector` in each that lacks it (C: `__origin_write()`).
-/// A slot reserved for a snapshot while waiting is in `held`.
-fn origin_pass<'a>(
-    origins: &'a Origins,
-    dev: u32,
-    sector: u64,
-    limit: Limit,
-    held: &mut Option<Arc<SnapState>>,
-) -> Pass<'a> {
-    let mut wait_on = None;
-    for snap in snaps_of(origins, dev) {
-        let st = &snap.state;
-        if sector >= st.table_end || !st.active.load(Ordering::Acquire) {
-            continue;
-        }
-        let chunk = st.chunk.sector_to_chunk(sector);
-        let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = None;
-        let mut inner = st.inner.lock();
-        let started = loop {
-            if !inner.valid {
-                break None;
-            }
-            if inner.pending.get_mut(chunk).is_some() {
-                // Another write started this copy: no new one, no slot.
-                wait_on = Some(snap);
-                break None;
-            }
-            if inner.complete.get(&chunk).is_some() {
-                break None;
-            }
-            if limit == Limit::Throttled && st.draining.load(Ordering::Acquire) {
-                return Pass::Drain(snap);
-            }
-            let Some((mut pe, job)) = spare.take() else {
-                drop(inner);
-                let got = st.alloc_copy(chunk);
-                inner = st.inner.lock();
-                match got {
-                    Ok(got) => spare = Some(got),
-                    Err(_) => {
-                        st.invalidate(&mut inner, Invalidate::NoMem);
-                        break None;
-                    }
-                }
-                continue;
-            };
-            // A new copy takes a slot of the throttle.
-            let slot = if held.as_ref().is_some_and(|h| Arc::ptr_eq(h, st)) {
-                *held = None;
-                true
-            } else if limit == Limit::Unthrottled {
-                st.start_unthrottled();
-                true
-            } else {
-                st.try_reserve()
-            };
-            if !slot {
-                return Pass::Full(snap);
-            }
-            if !st.prepare(&mut inner, &mut pe, snap.cow.sectors()) {
-                st.invalidate(&mut inner, Invalidate::NoMem);
-                // The slot goes back once the lock is dropped.
-                break Some(None);
-            }
-            let new_chunk = pe.new_chunk;
-            st.insert_pending(&mut inner, pe);
-            wait_on = Some(snap);
-            break Some(Some((job, new_chunk)));
-        };
-        drop(inner);
-        match started {
-            Some(Some((job, new_chunk))) => snap.start_copy(job, new_chunk),
-            Some(None) => st.release_slot(),
-            None => {}
-        }
-    }
-    match wait_on {
-        Some(snap) => Pass::Wait(snap),
-        None => Pass::Done,
-    }
-}
-
-/// An origin write (C: `do_origin()`): `None` if the bio waits for copies,
-/// otherwise the bio, to be sent on to the origin.
-///
-/// A throttled write that finds no room for a copy in some snapshot waits
-/// for a slot with no lock held: it drops the origin lock before it sleeps
-/// (the deadlock of the 2019 dm-devel thread) and looks the origin up again
-/// after waking. Writes whose chunk is copied already, or being copied, in
-/// every snapshot never wait.
-pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
-    registry: &Registry,
-    dev: u32,
-    bio: B,
-    limit: Limit,
-) -> Option<B> {
-    let sector = bio.sector();
-    let mut held: Option<Arc<SnapState>> = None;
-    let mut bio = Some(bio);
-    loop {
-        let origins = registry.read();
-        match origin_pass(&origins, dev, sector, limit, &mut held) {
-            Pass::Done => {
-                drop(origins);
-                if let Some(h) = held.take() {
-                    h.release_slot();
-                }
-                return bio;
-            }
-            Pass::Wait(snap) => {
-                let st = &snap.state;
-                let chunk = st.chunk.sector_to_chunk(sector);
-                let mut inner = st.inner.lock();
-                if let Some(pe) = inner.pending.get_mut(chunk) {
-                    if let Some(b) = bio.take() {
-                        pe.origin_bios.push(b.into());
-                    }
-                    drop(inner);
-                    drop(origins);
-                    if let Some(h) = held.take() {
-                        h.release_slot();
-                    }
-                    return None;
-                }
-                // The copy completed meanwhile: look again.
-            }
-            Pass::Drain(snap) => {
-                let st = snap.state.clone();
-                drop(origins);
-                if let Some(h) = held.take() {
-                    h.release_slot();
-                }
-                // As C's `dm_internal_suspend_fast()` of the origin during
-                // a handover, but for the writes that need a new copy of
-                // the snapshot handed over only.
-                st.idle_wait
-                    .wait_io(|| !st.draining.load(Ordering::Acquire));
-            }
-            Pass::Full(snap) => {
-                let st = snap.state.clone();
-                if let Some(h) = held.take() {
-                    h.release_slot();
-                }
-                if cfg!(dm_snap_buggy_throttle) {
-                    // Test-only build (DM_SNAP_BUGGY_THROTTLE=1): sleep with
-                    // the origin lock held, the bug the throttle selftest
-                    // must catch. Never shipped.
-                    st.wait_for_slot(|| ());
-                    drop(origins);
-                } else {
-                    st.wait_for_slot(move || drop(origins));
-                }
-                held = Some(st);
-            }
         }
     }
 }
