@@ -8,6 +8,8 @@
 //! a table is loaded, and writing areas and the header afterwards. When to
 //! write is decided by `dm_snap_core::commit`; the snapshot code calls in.
 
+#![deny(unsafe_code)]
+
 use crate::dm_snap_core::{
     chunk::ChunkSize,
     disk::{

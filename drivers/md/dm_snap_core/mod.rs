@@ -6,6 +6,8 @@
 //! host test crate (`host/`) compile the very same source: it is unit-tested
 //! and fuzzed on the host, and linked into the kernel module unchanged.
 
+#![deny(unsafe_code)]
+
 pub mod chunk;
 pub mod commit;
 pub mod disk;
