@@ -12,10 +12,6 @@
 // this crate root holds only the `module!` and parameter macros, whose
 // expansions are the kernel crate's own `unsafe`.
 
-// The snapshot state's pin-initialiser has more fields than the default
-// macro recursion limit allows.
-#![recursion_limit = "256"]
-
 use kernel::{
     device_mapper::{KcopydThrottle, Registration},
     prelude::*,
@@ -23,7 +19,15 @@ use kernel::{
 
 #[path = "dm_snap/complete.rs"]
 mod complete;
+#[path = "dm_snap/copy.rs"]
+mod copy;
+#[path = "dm_snap/ctr.rs"]
+mod ctr;
 pub mod dm_snap_core;
+#[path = "dm_snap/drain.rs"]
+mod drain;
+#[path = "dm_snap/handover.rs"]
+mod handover;
 #[path = "dm_snap/origin.rs"]
 mod origin;
 #[path = "dm_snap/origin_write.rs"]
@@ -38,6 +42,12 @@ mod read_tracker;
 mod registry;
 #[path = "dm_snap/snapshot.rs"]
 mod snapshot;
+#[path = "dm_snap/state.rs"]
+mod state;
+#[path = "dm_snap/store.rs"]
+mod store;
+#[path = "dm_snap/throttle.rs"]
+mod throttle;
 
 use origin::Origin;
 use registry::Registry;

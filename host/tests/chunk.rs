@@ -46,3 +46,11 @@ fn arithmetic() {
         assert_eq!(back + c.offset_in_chunk(s), s);
     }
 }
+
+#[test]
+fn remap_keeps_the_offset_in_the_chunk() {
+    let c = ChunkSize::new(16).unwrap();
+    assert_eq!(c.first_sector(3), 48);
+    assert_eq!(c.remap(5, 3 * 16 + 7), 5 * 16 + 7);
+    assert_eq!(c.remap(0, 15), 15);
+}

@@ -6,7 +6,8 @@
 use dm_snap_host::dm_snap_core::{
     chunk::ChunkSizeError,
     table::{
-        kstrtouint, parse_features, parse_snapshot, parse_store, StoreError, StoreKind, TableError,
+        kstrtouint, parse_features, parse_snapshot, parse_store, Features, StoreError, StoreKind,
+        TableError,
     },
 };
 
@@ -45,7 +46,7 @@ fn accepted_tables() {
     );
     assert_eq!(t.num_features(), 0);
     let t = parse_snapshot(&args("a b N 8 1 discard_zeroes_cow")).unwrap();
-    assert!(t.discard_zeroes_cow && !t.discard_passdown_origin);
+    assert!(t.features.discard_zeroes_cow && !t.features.discard_passdown_origin);
     let t = parse_snapshot(&args(
         "a b N 8 2 DISCARD_ZEROES_COW discard_passdown_origin",
     ))
@@ -73,11 +74,11 @@ fn rejected_tables() {
     );
     assert_eq!(
         TableError::PassdownWithoutZeroes.message(),
-        "discard_passdown_origin feature depends on discard_zeroes_cow"
+        c"discard_passdown_origin feature depends on discard_zeroes_cow"
     );
     assert_eq!(
         TableError::FeatureCount.message(),
-        "Invalid number of feature arguments"
+        c"Invalid number of feature arguments"
     );
 }
 
@@ -118,7 +119,7 @@ fn store_errors_in_c_order() {
     // Every store error reaches device-mapper as one message.
     assert_eq!(
         TableError::Store(StoreError::UnknownType).message(),
-        "Couldn't create exception store"
+        c"Couldn't create exception store"
     );
     assert_eq!(
         StoreError::UnknownType.detail(),
@@ -145,6 +146,15 @@ fn block_size() {
 
 #[test]
 fn features_alone() {
-    assert_eq!(parse_features(&[]), Ok((false, false)));
-    assert_eq!(parse_features(&["0"]), Ok((false, false)));
+    assert_eq!(parse_features(&[]), Ok(Features::default()));
+    assert_eq!(parse_features(&["0"]), Ok(Features::default()));
+}
+
+#[test]
+fn features_print_in_c_order() {
+    let f = parse_features(&["2", "discard_passdown_origin", "DISCARD_ZEROES_COW"]).unwrap();
+    assert_eq!(f.count(), 2);
+    let names: Vec<_> = f.names().collect();
+    assert_eq!(names, ["discard_zeroes_cow", "discard_passdown_origin"]);
+    assert_eq!(Features::default().names().count(), 0);
 }

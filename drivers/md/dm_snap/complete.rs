@@ -21,11 +21,13 @@
 #![deny(unsafe_code)]
 
 use super::{
+    copy::CopyJob,
     origin_write::{do_origin, Limit},
     persistent::Metadata,
-    snapshot::{CopyJob, Invalidate, SnapState, Store},
+    state::{Invalidate, SnapState},
+    store::{AreaWrite, Commit},
 };
-use crate::dm_snap_core::{commit::CommitAction, disk::DiskException};
+use crate::dm_snap_core::disk::DiskException;
 use kernel::{
     bio::{BioList, OwnedBio},
     device_mapper::kcopyd,
@@ -37,13 +39,13 @@ use kernel::{
 impl kcopyd::Completion for CopyJob {
     type Ptr = PoolBox<CopyJob>;
 
-    fn complete(job: PoolBox<CopyJob>, read_err: bool, write_err: u64) {
+    fn complete(mut job: PoolBox<CopyJob>, read_err: bool, write_err: u64) {
         let ok = !read_err && write_err == 0;
         let bio = job.bio.take();
         // The copy (or zeroing) is over: its throttle slot is free again,
         // whatever the commit still has to do (C: `copy_callback()` and
         // `zero_callback()` end the copy first).
-        job.state.release_slot();
+        drop(job.slot.take());
         if job.zero {
             if let Some(b) = bio {
                 if ok {
@@ -66,7 +68,7 @@ impl SnapState {
     /// that waited for the copies are retried last, with no lock held.
     pub(super) fn copy_done(self: &Arc<Self>, chunk: u64, ok: bool, full_bio: Option<OwnedBio>) {
         let mut retry = BioList::new();
-        if self.persistent {
+        if self.cfg.persistent() {
             let mut meta = self.meta.lock();
             self.commit(&mut meta, chunk, ok, full_bio, &mut retry);
         } else {
@@ -76,7 +78,7 @@ impl SnapState {
         // the registry lock, which an origin write holding it may have to
         // wait for while it starts copies.
         for b in retry {
-            if let Some(b) = do_origin(&self.registry, self.origin_dev, b, Limit::Unthrottled) {
+            if let Some(b) = do_origin(&self.registry, self.cfg.origin_dev, b, Limit::Unthrottled) {
                 b.submit();
             }
         }
@@ -106,10 +108,7 @@ impl SnapState {
             drop(inner);
             return self.fail_uncommitted(meta, chunk, retry);
         }
-        let Store::Persistent { seq: order, .. } = &inner.store else {
-            return;
-        };
-        if !order.is_next(seq) {
+        if !inner.seq.is_next(seq) {
             // An earlier copy is still running: this one waits for its
             // turn in the pending table, marked as ended, which needs no
             // memory (the commit of the earlier one finds it).
@@ -126,40 +125,23 @@ impl SnapState {
                 self.invalidate(&mut inner, Invalidate::Io);
             }
             let valid = inner.valid;
-            let Store::Persistent {
-                layout,
-                state,
-                batch,
-                seq,
-                ..
-            } = &mut inner.store
-            else {
-                break;
-            };
-            let (index, action) = batch.commit(state, layout);
-            let nth = batch.batched - 1;
-            let next_seq = seq.complete();
-            let written = match action {
-                CommitAction::Defer => None,
-                CommitAction::Write { area, next } => Some((area, next, batch.written())),
-            };
-            if let Some(m) = meta.as_mut() {
-                m.add(index, nth, e);
-            }
-            if let Some((area, next, n)) = written {
-                drop(inner);
-                let ok = meta
-                    .as_mut()
-                    .is_some_and(|m| m.write_area(area, next, valid));
-                if valid && !ok {
-                    self.invalidate(&mut self.inner.lock(), Invalidate::Io);
+            let next_seq = inner.seq.complete();
+            match inner.store.commit_exception() {
+                Commit::Now => {
+                    drop(inner);
+                    self.pending_complete(chunk, true, None, retry);
+                    inner = self.inner.lock();
                 }
-                if let Some(m) = meta.as_ref() {
-                    for &c in m.batched(n) {
-                        self.pending_complete(c, ok, None, retry);
+                Commit::Area { index, nth, write } => {
+                    if let Some(m) = meta.as_mut() {
+                        m.add(index, nth, e);
+                    }
+                    if let Some(w) = write {
+                        drop(inner);
+                        self.write_area(meta, w, valid, retry);
+                        inner = self.inner.lock();
                     }
                 }
-                inner = self.inner.lock();
             }
             if inner.waiting_turn == 0 {
                 break;
@@ -172,6 +154,28 @@ impl SnapState {
         }
     }
 
+    /// Writes a metadata area, then completes the exceptions it made
+    /// durable, or fails them and invalidates the snapshot.
+    fn write_area(
+        self: &Arc<Self>,
+        meta: &mut Option<Metadata>,
+        w: AreaWrite,
+        valid: bool,
+        retry: &mut BioList,
+    ) {
+        let ok = meta
+            .as_mut()
+            .is_some_and(|m| m.write_area(w.area, w.next, valid));
+        if valid && !ok {
+            self.invalidate(&mut self.inner.lock(), Invalidate::Io);
+        }
+        if let Some(m) = meta.as_ref() {
+            for &c in m.batched(w.batched) {
+                self.pending_complete(c, ok, None, retry);
+            }
+        }
+    }
+
     /// The snapshot is invalid: the exception of `chunk`, those batched
     /// for the next metadata write and those waiting for their turn fail.
     fn fail_uncommitted(
@@ -181,13 +185,7 @@ impl SnapState {
         retry: &mut BioList,
     ) {
         self.pending_complete(chunk, false, None, retry);
-        let n = {
-            let mut inner = self.inner.lock();
-            match &mut inner.store {
-                Store::Persistent { batch, .. } => batch.written(),
-                Store::Transient { .. } => 0,
-            }
-        };
+        let n = self.inner.lock().store.take_batched();
         if let Some(m) = meta.as_ref() {
             for &c in m.batched(n) {
                 self.pending_complete(c, false, None, retry);

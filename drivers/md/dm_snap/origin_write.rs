@@ -8,21 +8,21 @@
 //! `drivers/md/dm-snap.c`, with the throttle's `wait_for_in_progress()`.
 //!
 //! Locks: the registry for reading, then one snapshot's `inner` at a time
-//! (the lock order is written at the top of `snapshot.rs`). A writer that
+//! (the lock order is written at the top of `state.rs`). A writer that
 //! sleeps, for the throttle or for a handover to drain, holds none.
 
 #![deny(unsafe_code)]
 
 use super::{
+    copy::CopyJob,
     pending::Pending,
     registry::{snaps_of, Origins, Registry},
-    snapshot::{CopyJob, Invalidate, Snap, SnapState},
+    state::{Invalidate, Snap},
+    throttle::Slot,
 };
-use core::sync::atomic::Ordering;
 use kernel::{
     bio::{Bio, OwnedBio},
     mempool::PoolBox,
-    sync::Arc,
 };
 
 /// Whether an origin write may wait for the COW throttle.
@@ -49,21 +49,21 @@ enum Pass<'a> {
 
 /// One pass over the active snapshots of origin `dev`, starting a copy of
 /// the chunk at `sector` in each that lacks it (C: `__origin_write()`).
-/// A slot reserved for a snapshot while waiting is in `held`.
+/// A slot taken for a snapshot while waiting is in `held`.
 fn origin_pass<'a>(
     origins: &'a Origins,
     dev: u32,
     sector: u64,
     limit: Limit,
-    held: &mut Option<Arc<SnapState>>,
+    held: &mut Option<Slot>,
 ) -> Pass<'a> {
     let mut wait_on = None;
     for snap in snaps_of(origins, dev) {
         let st = &snap.state;
-        if sector >= st.table_end || !st.active.load(Ordering::Acquire) {
+        if sector >= st.cfg.table_end || !st.is_active() {
             continue;
         }
-        let chunk = st.chunk.sector_to_chunk(sector);
+        let chunk = st.cfg.chunk.sector_to_chunk(sector);
         let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = None;
         let mut inner = st.inner.lock();
         let started = loop {
@@ -78,7 +78,7 @@ fn origin_pass<'a>(
             if inner.complete.get(&chunk).is_some() {
                 break None;
             }
-            if limit == Limit::Throttled && st.draining.load(Ordering::Acquire) {
+            if limit == Limit::Throttled && st.drain.is_draining() {
                 return Pass::Drain(snap);
             }
             let Some((mut pe, job)) = spare.take() else {
@@ -95,33 +95,33 @@ fn origin_pass<'a>(
                 continue;
             };
             // A new copy takes a slot of the throttle.
-            let slot = if held.as_ref().is_some_and(|h| Arc::ptr_eq(h, st)) {
-                *held = None;
-                true
-            } else if limit == Limit::Unthrottled {
-                st.start_unthrottled();
-                true
-            } else {
-                st.try_reserve()
+            let slot = match held.take() {
+                Some(h) if h.is_of(&st.throttle) => h,
+                h => {
+                    *held = h;
+                    let slot = match limit {
+                        Limit::Unthrottled => Some(st.throttle.start_unthrottled()),
+                        Limit::Throttled => st.throttle.try_reserve(),
+                    };
+                    let Some(slot) = slot else {
+                        return Pass::Full(snap);
+                    };
+                    slot
+                }
             };
-            if !slot {
-                return Pass::Full(snap);
-            }
             if !st.prepare(&mut inner, &mut pe, snap.cow.sectors()) {
+                // The slot goes back with it.
                 st.invalidate(&mut inner, Invalidate::NoMem);
-                // The slot goes back once the lock is dropped.
-                break Some(None);
+                break None;
             }
             let new_chunk = pe.new_chunk;
             st.insert_pending(&mut inner, pe);
             wait_on = Some(snap);
-            break Some(Some((job, new_chunk)));
+            break Some((job, slot, new_chunk));
         };
         drop(inner);
-        match started {
-            Some(Some((job, new_chunk))) => snap.start_copy(job, new_chunk),
-            Some(None) => st.release_slot(),
-            None => {}
+        if let Some((job, slot, new_chunk)) = started {
+            snap.start_copy(job, slot, new_chunk);
         }
     }
     match wait_on {
@@ -136,8 +136,8 @@ fn origin_pass<'a>(
 /// A throttled write that finds no room for a copy in some snapshot waits
 /// for a slot with no lock held: it drops the origin lock before it sleeps
 /// (the deadlock of the 2019 dm-devel thread) and looks the origin up again
-/// after waking. Writes whose chunk is copied already, or being copied, in
-/// every snapshot never wait.
+/// after waking, the slot in hand. Writes whose chunk is copied already, or
+/// being copied, in every snapshot never wait.
 pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
     registry: &Registry,
     dev: u32,
@@ -145,31 +145,19 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
     limit: Limit,
 ) -> Option<B> {
     let sector = bio.sector();
-    let mut held: Option<Arc<SnapState>> = None;
-    let mut bio = Some(bio);
+    // A slot taken while waiting, for the snapshot that had no room; if
+    // no copy needs it after all, it goes back when dropped.
+    let mut held: Option<Slot> = None;
     loop {
         let origins = registry.read();
         match origin_pass(&origins, dev, sector, limit, &mut held) {
-            Pass::Done => {
-                drop(origins);
-                if let Some(h) = held.take() {
-                    h.release_slot();
-                }
-                return bio;
-            }
+            Pass::Done => return Some(bio),
             Pass::Wait(snap) => {
                 let st = &snap.state;
-                let chunk = st.chunk.sector_to_chunk(sector);
+                let chunk = st.cfg.chunk.sector_to_chunk(sector);
                 let mut inner = st.inner.lock();
                 if let Some(pe) = inner.pending.get_mut(chunk) {
-                    if let Some(b) = bio.take() {
-                        pe.origin_bios.push(b.into());
-                    }
-                    drop(inner);
-                    drop(origins);
-                    if let Some(h) = held.take() {
-                        h.release_slot();
-                    }
+                    pe.origin_bios.push(bio.into());
                     return None;
                 }
                 // The copy completed meanwhile: look again.
@@ -177,30 +165,16 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
             Pass::Drain(snap) => {
                 let st = snap.state.clone();
                 drop(origins);
-                if let Some(h) = held.take() {
-                    h.release_slot();
-                }
+                drop(held.take());
                 // As C's `dm_internal_suspend_fast()` of the origin during
                 // a handover, but for the writes that need a new copy of
                 // the snapshot handed over only.
-                st.idle_wait
-                    .wait_io(|| !st.draining.load(Ordering::Acquire));
+                st.drain.wait_drained();
             }
             Pass::Full(snap) => {
-                let st = snap.state.clone();
-                if let Some(h) = held.take() {
-                    h.release_slot();
-                }
-                if cfg!(dm_snap_buggy_throttle) {
-                    // Test-only build (DM_SNAP_BUGGY_THROTTLE=1): sleep with
-                    // the origin lock held, the bug the throttle selftest
-                    // must catch. Never shipped.
-                    st.wait_for_slot(|| ());
-                    drop(origins);
-                } else {
-                    st.wait_for_slot(move || drop(origins));
-                }
-                held = Some(st);
+                let throttle = snap.state.throttle.clone();
+                drop(held.take());
+                held = Some(throttle.wait_for_slot(move || drop(origins)));
             }
         }
     }

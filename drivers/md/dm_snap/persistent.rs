@@ -41,7 +41,11 @@ fn write_chunk(
     mode: WriteMode,
 ) -> Result {
     let sectors = u64::from(layout.chunk().sectors());
-    io.write(&cow.at(chunk << layout.chunk().shift(), sectors), buf, mode)
+    io.write(
+        &cow.at(layout.chunk().first_sector(chunk), sectors),
+        buf,
+        mode,
+    )
 }
 
 /// Writes the header of a persistent store (C: `write_header()`). Apart
@@ -135,6 +139,11 @@ impl HeaderSlot {
         ksnaphd.flush();
     }
 
+    /// Writes a valid header: a new store's first write.
+    fn write_valid(&self) -> Result {
+        self.writer.lock().write(true)
+    }
+
     /// Points the header at `cow`, of `layout`: the COW device of the table
     /// the store was handed over to.
     pub(crate) fn rebind(&self, cow: Region, layout: Layout) {
@@ -171,8 +180,6 @@ pub(crate) struct Loaded {
     pub(crate) complete: RBTree<u64, u64>,
     /// The metadata I/O, for the snapshot's later commits.
     pub(crate) meta: Metadata,
-    /// The header, for invalidation.
-    pub(crate) header: Arc<HeaderSlot>,
 }
 
 /// Why a persistent store could not be loaded.
@@ -215,11 +222,11 @@ impl Metadata {
         self.layout
     }
 
-    /// Points the metadata I/O at `cow`, of `layout`: the COW device of
-    /// the table the store was handed over to (possibly grown since).
-    pub(crate) fn rebind(&mut self, cow: Region, layout: Layout) {
+    /// Points the metadata I/O at `cow`, of `cow_sectors`: the COW device
+    /// of the table the store was handed over to (possibly grown since).
+    pub(crate) fn rebind(&mut self, cow: Region, cow_sectors: u64) {
         self.cow = cow;
-        self.layout = layout;
+        self.layout = Layout::new(self.layout.chunk(), cow_sectors);
     }
 
     /// Zeroes metadata area `area` on disk: the end marker
@@ -336,14 +343,25 @@ pub(crate) fn chunk_size(
     Ok(read_header(&io, cow, table_chunk, block)?.0)
 }
 
+/// The header of a persistent store on `cow` that reads no metadata: the
+/// store a table taking a live snapshot's exceptions over gives that
+/// snapshot in exchange (C: the store `snapshot_ctr()` made, swapped by
+/// `__handover_exceptions()`). Nothing is written unless it is invalidated.
+pub(crate) fn unread_header(cow: &Device, chunk: ChunkSize) -> Result<Arc<HeaderSlot>, LoadError> {
+    let layout = Layout::new(chunk, cow.sectors());
+    HeaderSlot::new(HeaderWriter::new(cow.region(0, cow.sectors()), layout)?)
+}
+
 /// Reads (or, on a new device, writes) the metadata of a persistent store
 /// on `cow` (C: `persistent_read_metadata()`). `table_chunk` is the chunk
 /// size of the table, if it gave one; `block` the larger logical block size
-/// of the two devices.
+/// of the two devices; `header` the store's header, written if the device
+/// is new.
 pub(crate) fn load(
     cow: &Device,
     table_chunk: Option<ChunkSize>,
     block: u32,
+    header: &HeaderSlot,
 ) -> Result<Loaded, LoadError> {
     let io = dm_io::Client::new().map_err(|_| LoadError::NoMem)?;
     let cow_sectors = cow.sectors();
@@ -353,23 +371,19 @@ pub(crate) fn load(
         HeaderState::New => {
             let layout = Layout::new(first, cow_sectors);
             let meta = Metadata::new(io, whole, layout)?;
-            let mut writer = HeaderWriter::new(whole, layout)?;
-            writer.write(true).map_err(LoadError::Io)?;
+            header.write_valid().map_err(LoadError::Io)?;
             meta.zero_area(0).map_err(LoadError::Io)?;
-            let header = HeaderSlot::new(writer)?;
             Ok(Loaded {
                 chunk: first,
                 valid: true,
                 state: StoreState::new(),
                 complete: RBTree::new(),
                 meta,
-                header,
             })
         }
         HeaderState::Existing { chunk, valid } => {
             let layout = Layout::new(chunk, cow_sectors);
             let mut meta = Metadata::new(io, whole, layout)?;
-            let header = HeaderSlot::new(HeaderWriter::new(whole, layout)?)?;
             let mut complete = RBTree::new();
             if !valid {
                 return Ok(Loaded {
@@ -378,7 +392,6 @@ pub(crate) fn load(
                     state: StoreState::new(),
                     complete,
                     meta,
-                    header,
                 });
             }
             let mut area = chunk_buf(chunk)?;
@@ -386,7 +399,7 @@ pub(crate) fn load(
             while let Some(at) = loader.next_area()? {
                 meta.io
                     .read(
-                        &cow.region(at << chunk.shift(), u64::from(chunk.sectors())),
+                        &cow.region(chunk.first_sector(at), u64::from(chunk.sectors())),
                         &mut area,
                     )
                     .map_err(LoadError::Io)?;
@@ -410,7 +423,6 @@ pub(crate) fn load(
                 state,
                 complete,
                 meta,
-                header,
             })
         }
     }

@@ -18,7 +18,7 @@
 
 #![deny(unsafe_code)]
 
-use super::snapshot::{Snap, SnapState};
+use super::state::{Snap, SnapState};
 use kernel::{
     c_str, new_rwsem,
     prelude::*,

@@ -101,6 +101,18 @@ impl ChunkSize {
         chunk.checked_mul(u64::from(self.sectors))
     }
 
+    /// The first sector of `chunk`, a chunk of a device's sectors (C's
+    /// `chunk_to_sector()`, which cannot overflow for such a chunk).
+    pub fn first_sector(self, chunk: Chunk) -> Sector {
+        chunk << self.shift
+    }
+
+    /// Where `sector` lands when its chunk is remapped to `new_chunk`: the
+    /// same offset in that chunk (C: `remap_exception()`).
+    pub fn remap(self, new_chunk: Chunk, sector: Sector) -> Sector {
+        self.first_sector(new_chunk) + self.offset_in_chunk(sector)
+    }
+
     /// The offset of `sector` within its chunk.
     pub fn offset_in_chunk(self, sector: Sector) -> Sector {
         sector & (u64::from(self.sectors) - 1)

@@ -213,7 +213,7 @@ impl Layout {
         Self {
             chunk,
             exceptions_per_area: (u64::from(chunk.sectors()) << 9) / EXCEPTION_SIZE as u64,
-            dev_chunks: cow_sectors >> chunk.shift(),
+            dev_chunks: chunk.sector_to_chunk(cow_sectors),
         }
     }
 

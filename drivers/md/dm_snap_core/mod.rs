@@ -13,3 +13,4 @@ pub mod commit;
 pub mod disk;
 pub mod table;
 pub mod throttle;
+pub mod transient;

@@ -11,6 +11,7 @@
 //! side's; everything else is here.
 
 use super::chunk::{ChunkSize, ChunkSizeError};
+use core::ffi::CStr;
 
 /// The exception store a table asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,27 +38,60 @@ impl StoreKind {
 }
 
 /// The first part of a `snapshot` table line: what C checks before it
-/// opens the devices.
+/// opens the devices. `A` is the caller's argument type (`&str` here; the
+/// kernel side keeps each argument's C string beside its text, to open the
+/// devices by).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotArgs<'a> {
+pub struct SnapshotArgs<A> {
     /// The origin device's path or `major:minor`.
-    pub origin: &'a str,
+    pub origin: A,
     /// The COW device's path or `major:minor`.
-    pub cow: &'a str,
+    pub cow: A,
     /// The store type argument, checked by [`parse_store`] after the devices.
-    pub store: &'a str,
+    pub store: A,
     /// The chunk size argument, checked by [`parse_store`] after the devices.
-    pub chunk_size: &'a str,
-    /// Feature `discard_zeroes_cow`.
+    pub chunk_size: A,
+    /// The optional features.
+    pub features: Features,
+}
+
+impl<A> SnapshotArgs<A> {
+    /// The number of feature arguments the table line prints.
+    pub fn num_features(&self) -> u32 {
+        self.features.count()
+    }
+}
+
+/// The optional features of a `snapshot` table line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// `discard_zeroes_cow`: a discard of a chunk that has an exception
+    /// zeroes its COW chunk.
     pub discard_zeroes_cow: bool,
-    /// Feature `discard_passdown_origin`.
+    /// `discard_passdown_origin`: discards go on to the origin too.
     pub discard_passdown_origin: bool,
 }
 
-impl SnapshotArgs<'_> {
-    /// The number of feature arguments the table line prints.
-    pub fn num_features(&self) -> u32 {
+impl Features {
+    /// The feature `discard_zeroes_cow`, as a table line spells it.
+    pub const DISCARD_ZEROES_COW: &'static str = "discard_zeroes_cow";
+    /// The feature `discard_passdown_origin`, as a table line spells it.
+    pub const DISCARD_PASSDOWN_ORIGIN: &'static str = "discard_passdown_origin";
+
+    /// The number of features set.
+    pub fn count(self) -> u32 {
         u32::from(self.discard_zeroes_cow) + u32::from(self.discard_passdown_origin)
+    }
+
+    /// The names of the features set, in the order a table line shows them
+    /// (C: `snapshot_status()`).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.discard_zeroes_cow, Self::DISCARD_ZEROES_COW),
+            (self.discard_passdown_origin, Self::DISCARD_PASSDOWN_ORIGIN),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
     }
 }
 
@@ -115,17 +149,18 @@ pub enum TableError {
 }
 
 impl TableError {
-    /// The reason device-mapper logs for the table (`ti->error`).
-    pub fn message(self) -> &'static str {
+    /// The reason device-mapper logs for the table (`ti->error`), a C
+    /// string as `ti->error` wants it.
+    pub fn message(self) -> &'static CStr {
         match self {
-            TableError::TooFewArgs => "requires 4 or more arguments",
-            TableError::FeatureCount => "Invalid number of feature arguments",
-            TableError::UnknownFeature => "Unrecognised feature requested",
+            TableError::TooFewArgs => c"requires 4 or more arguments",
+            TableError::FeatureCount => c"Invalid number of feature arguments",
+            TableError::UnknownFeature => c"Unrecognised feature requested",
             TableError::PassdownWithoutZeroes => {
-                "discard_passdown_origin feature depends on discard_zeroes_cow"
+                c"discard_passdown_origin feature depends on discard_zeroes_cow"
             }
-            TableError::Store(_) => "Couldn't create exception store",
-            TableError::ChunkSizeNotSet => "Chunk size not set",
+            TableError::Store(_) => c"Couldn't create exception store",
+            TableError::ChunkSizeNotSet => c"Chunk size not set",
         }
     }
 }
@@ -152,33 +187,36 @@ pub fn kstrtouint(s: &str) -> Option<u32> {
 /// and chunk size ([`parse_store`]); the chunk size against the devices'
 /// block size ([`ChunkSize::fits_block_size`]); a transient store without a
 /// chunk size ([`TableError::ChunkSizeNotSet`]).
-pub fn parse_snapshot<'a>(args: &[&'a str]) -> Result<SnapshotArgs<'a>, TableError> {
-    if args.len() < 4 {
+pub fn parse_snapshot<A: Copy + AsRef<str>>(args: &[A]) -> Result<SnapshotArgs<A>, TableError> {
+    let [origin, cow, store, chunk_size, features @ ..] = args else {
         return Err(TableError::TooFewArgs);
-    }
-    let (discard_zeroes_cow, discard_passdown_origin) = parse_features(&args[4..])?;
+    };
+    let features = self::features(features)?;
     Ok(SnapshotArgs {
-        origin: args[0],
-        cow: args[1],
-        store: args[2],
-        chunk_size: args[3],
-        discard_zeroes_cow,
-        discard_passdown_origin,
+        origin: *origin,
+        cow: *cow,
+        store: *store,
+        chunk_size: *chunk_size,
+        features,
     })
 }
 
 /// Parses only the feature arguments (C's `parse_snapshot_features()`).
-pub fn parse_features(args: &[&str]) -> Result<(bool, bool), TableError> {
+pub fn parse_features(args: &[&str]) -> Result<Features, TableError> {
+    features(args)
+}
+
+fn features<A: AsRef<str>>(args: &[A]) -> Result<Features, TableError> {
     let (mut zeroes, mut passdown) = (false, false);
     if let Some((count, rest)) = args.split_first() {
-        let n = kstrtouint(count).ok_or(TableError::FeatureCount)? as usize;
+        let n = kstrtouint(count.as_ref()).ok_or(TableError::FeatureCount)? as usize;
         if n > 2 || n > rest.len() {
             return Err(TableError::FeatureCount);
         }
-        for name in &rest[..n] {
-            if name.eq_ignore_ascii_case("discard_zeroes_cow") {
+        for name in rest[..n].iter().map(AsRef::as_ref) {
+            if name.eq_ignore_ascii_case(Features::DISCARD_ZEROES_COW) {
                 zeroes = true;
-            } else if name.eq_ignore_ascii_case("discard_passdown_origin") {
+            } else if name.eq_ignore_ascii_case(Features::DISCARD_PASSDOWN_ORIGIN) {
                 passdown = true;
             } else {
                 return Err(TableError::UnknownFeature);
@@ -188,7 +226,10 @@ pub fn parse_features(args: &[&str]) -> Result<(bool, bool), TableError> {
     if passdown && !zeroes {
         return Err(TableError::PassdownWithoutZeroes);
     }
-    Ok((zeroes, passdown))
+    Ok(Features {
+        discard_zeroes_cow: zeroes,
+        discard_passdown_origin: passdown,
+    })
 }
 
 /// Parses the store type and chunk size (C's `dm_exception_store_create()`

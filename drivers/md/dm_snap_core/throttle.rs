@@ -66,9 +66,9 @@ impl Throttle {
     }
 
     /// A copy ended, or a reserved slot is given back unused. Returns
-    /// whether a waiter should be woken: a slot is free under `threshold`.
-    /// `false` also when the count was already zero (a bookkeeping bug the
-    /// caller reports).
+    /// whether a waiter should be woken (a slot is free under
+    /// `threshold`), or `None` if no copy was counted: a bookkeeping bug
+    /// the caller reports, the count staying at zero.
     pub fn release(&mut self, threshold: u32) -> Option<bool> {
         self.in_progress = self.in_progress.checked_sub(1)?;
         Some(self.has_room(threshold))
