@@ -7,13 +7,15 @@
 # when the source goes, refused for the source's own resume and for a third
 # table), concurrent table loads on one COW device, snapshot reads racing
 # an origin write of the same chunk, the read-only open of the snapshot's
-# origin, and a COW device that grew under a live table.
+# origin, a COW device that grew under a live table, a handover under
+# origin writes, and the COW throttle slot given back when the copy ends.
 #
 # DM_SNAP_REVIEW_ROUNDS sets the rounds of the concurrent-create test
 # (default 6), DM_SNAP_REVIEW_DELAY_MS the read delay of the read/write
 # race test (default 8000), and DM_SNAP_REVIEW_BUSY_SECONDS and
 # DM_SNAP_REVIEW_RESUME_LIMIT_MS the writers and the resume limit of the
-# handover under writes (defaults 40 and 15000).
+# handover under writes (defaults 40 and 15000), DM_SNAP_REVIEW_COMMIT_DELAY_MS
+# how long the slot test holds a metadata write (default 8000).
 
 load_impl
 ROUNDS=${DM_SNAP_REVIEW_ROUNDS:-6}
@@ -378,7 +380,72 @@ t_handover_busy() {
 	same "/dev/mapper/$DM_PREFIX-s1" "$WORK/A"
 }
 
-ktap_set_plan 10
+# C: copy_callback() ends a copy in the COW throttle (account_end_copy())
+# when its callback returns, also when the persistent store only batched
+# the exception for a later metadata write, not once that write is done.
+# Here the header and metadata area 0 (chunks 0 and 1 of 8 sectors) are
+# behind dm-delay, which holds each write there for HOLD ms, the data
+# chunks' writes for HOLD/2 ms (so that W1 and W2 both have their chunks
+# before either copy ends), and there is room for two copies: W1's and
+# W2's copies land in COW chunks 2 and 3; the first callback batches its
+# exception, the second writes the area, which is held. W3, started then,
+# must get
+# its COW chunk (the status line's allocated sectors grow) while W1 and W2
+# still wait for that write: one of the two slots is free.
+t_slot_at_copy_end() {
+	need_store P
+	need_target delay
+	need_param snapshot_cow_threshold
+	setup_origin 8
+	local cow csz dcow pw1 pw2 pw3 end rc=0 old t0 a1 a2
+	local hold=${DM_SNAP_REVIEW_COMMIT_DELAY_MS:-8000}
+	local threshold=/sys/module/$MOD/parameters/snapshot_cow_threshold
+	cow=$(mkloop 4)
+	csz=$(sectors "$cow")
+	printf '%s\n' "0 16 delay $cow 0 0 $cow 0 $hold" \
+		"16 $((csz - 16)) delay $cow 16 0 $cow 16 $((hold / 2))" |
+		dmsetup create "$DM_PREFIX-dcow"
+	dcow=/dev/mapper/$DM_PREFIX-dcow
+	dm_snap s1 "0 $SZ snapshot $BASE $dcow P 8" > /dev/null
+	old=$(cat "$threshold")
+	echo 1 > "$threshold"
+	allocated() { status_of s1 | cut -d/ -f1; }
+	landed() { [ -n "$(dd if="$dcow" bs=4k skip="$1" count=1 iflag=direct status=none | tr -d '\0' | head -c 1)" ]; }
+	t0=$(date +%s%N)
+	dd if=/dev/zero of="$ORIGIN" bs=4k count=1 seek=16 oflag=direct conv=notrunc status=none &
+	pw1=$!
+	dd if=/dev/zero of="$ORIGIN" bs=4k count=1 seek=32 oflag=direct conv=notrunc status=none &
+	pw2=$!
+	end=$((SECONDS + 60))
+	until landed 2 && landed 3; do
+		if [ "$SECONDS" -gt "$end" ]; then
+			echo "W1's and W2's copies never reached the COW device"
+			echo "$old" > "$threshold"
+			return 1
+		fi
+		sleep 0.1
+	done
+	a1=$(allocated)
+	echo "# W1's and W2's copies in COW chunks 2 and 3 at $(ms_since "$t0") ms, $a1 sectors allocated"
+	dd if=/dev/zero of="$ORIGIN" bs=4k count=1 seek=48 oflag=direct conv=notrunc status=none &
+	pw3=$!
+	sleep "$(awk -v h="$hold" 'BEGIN { print h / 2000 }')"
+	a2=$(allocated)
+	if ! kill -0 "$pw1" 2> /dev/null || ! kill -0 "$pw2" 2> /dev/null; then
+		echo "W1 or W2 completed before the check: raise DM_SNAP_REVIEW_COMMIT_DELAY_MS"
+		rc=1
+	elif [ "$a2" -le "$a1" ]; then
+		echo "W3's chunk was not allocated while the commit was held ($a1 -> $a2 sectors at $(ms_since "$t0") ms)"
+		rc=1
+	else
+		echo "# W3's chunk allocated at $(ms_since "$t0") ms ($a1 -> $a2 sectors), the commit held"
+	fi
+	wait "$pw1" "$pw2" "$pw3"
+	echo "$old" > "$threshold"
+	return "$rc"
+}
+
+ktap_set_plan 11
 run_test "invalidation raises a dm event" t_invalid_event
 run_test "handover cancelled when its source is removed" t_handover_cancelled
 run_test "a handover source cannot resume before the handover" t_handover_source_resume
@@ -389,3 +456,4 @@ run_test "a snapshot of an origin that refuses writers loads" t_readonly_origin
 run_test "a COW device that grew without a reload is used (N)" t_cow_grown N
 run_test "a COW device that grew without a reload is used (P)" t_cow_grown P
 run_test "a handover under origin writes does not wait for them to stop" t_handover_busy
+run_test "a copy's throttle slot is free before its commit is on disk" t_slot_at_copy_end
