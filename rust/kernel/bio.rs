@@ -221,11 +221,6 @@ impl BioList {
         }
     }
 
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.head.is_null()
-    }
-
     /// Adds `bio` at the end.
     pub fn push(&mut self, bio: OwnedBio) {
         let ptr = bio.into_raw();

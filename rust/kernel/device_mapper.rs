@@ -197,13 +197,6 @@ impl<'a> Args<'a> {
         // that live until the constructor returns, which outlives `'a`.
         Some(unsafe { CStr::from_char_ptr(ptr) })
     }
-
-    /// The arguments from `index` on.
-    pub fn skip(&self, index: usize) -> Args<'a> {
-        Args {
-            args: self.args.get(index..).unwrap_or(&[]),
-        }
-    }
 }
 
 /// `BLK_OPEN_READ` of `include/linux/blkdev.h`: a `__force` cast, which
@@ -312,22 +305,10 @@ impl Target {
         to_result(unsafe { bindings::dm_set_target_max_io_len(self.raw(), sectors.into()) })
     }
 
-    /// The size of the table the target belongs to, in sectors.
-    pub fn table_size(&self) -> u64 {
-        // SAFETY: `ti` is valid and its table outlives it.
-        unsafe { bindings::dm_table_get_size((*self.raw()).table) }
-    }
-
-    /// Tells user space that the target's state changed (`dm_table_event()`),
-    /// e.g. that a snapshot became invalid.
-    pub fn event(&self) {
-        // SAFETY: `ti` is valid and its table outlives it.
-        unsafe { bindings::dm_table_event((*self.raw()).table) };
-    }
-
-    /// A handle that raises this target's table event from where no
-    /// `&Target` is at hand, such as an I/O completion (see [`TableEvent`]).
-    /// Only while the target is constructed; every call gives the same one.
+    /// A handle that raises this target's table event (`dm_table_event()`)
+    /// from wherever it is kept, such as an I/O completion (see
+    /// [`TableEvent`]). Only while the target is constructed; every call
+    /// gives the same one.
     pub fn table_event(&mut self) -> Result<Arc<TableEvent>> {
         let ti = self.raw();
         // SAFETY: `&mut self` means the target is being constructed:
@@ -358,9 +339,9 @@ impl Target {
 
 /// Raises the event of a target's table (`dm_table_event()`): the event
 /// number of the mapped device goes up, and `dmsetup wait` and dmeventd
-/// wake up. Unlike [`Target::event`] it may be kept by state that outlives
-/// a callback, e.g. a copy in flight; once the target is destroyed it is
-/// disarmed and [`TableEvent::raise`] does nothing.
+/// wake up. It may be kept by state that outlives a callback, e.g. a copy
+/// in flight; once the target is destroyed it is disarmed and
+/// [`TableEvent::raise`] does nothing.
 ///
 /// ```ignore
 /// // In `ctr`:
@@ -520,13 +501,6 @@ impl Drop for Device {
 pub struct StatusWriter<'a> {
     buf: &'a mut [u8],
     len: usize,
-}
-
-impl StatusWriter<'_> {
-    /// The bytes written so far.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
 }
 
 impl fmt::Write for StatusWriter<'_> {
@@ -1021,11 +995,6 @@ impl<T: TargetOperations> Registration<T> {
         })
     }
 
-    /// The data the instances share.
-    pub fn shared(&self) -> &T::Shared {
-        &self.shared
-    }
-
     fn register(
         name: &'static CStr,
         version: [u32; 3],
@@ -1139,7 +1108,7 @@ impl KcopydThrottle {
     }
 
     /// The raw pointer kcopyd clients are created with.
-    pub fn as_raw(&self) -> *mut bindings::dm_kcopyd_throttle {
+    fn as_raw(&self) -> *mut bindings::dm_kcopyd_throttle {
         (self as *const Self).cast_mut().cast()
     }
 }

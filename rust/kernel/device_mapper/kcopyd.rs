@@ -52,11 +52,6 @@ impl Region {
         Self::new(self.0.bdev, sector, count)
     }
 
-    /// The first sector.
-    pub fn sector(&self) -> u64 {
-        self.0.sector
-    }
-
     /// The number of sectors.
     pub fn count(&self) -> u64 {
         self.0.count

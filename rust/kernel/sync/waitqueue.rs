@@ -85,23 +85,20 @@ impl WaitQueue {
     ///
     /// `cond` is checked after the task is queued, so a wake-up that follows
     /// a change of what `cond` reads is never lost.
-    pub fn wait_io(&self, mut cond: impl FnMut() -> bool) {
-        self.wait_io_then(&mut cond, || ());
+    pub fn wait_io(&self, cond: impl FnMut() -> bool) {
+        self.wait(false, cond, || ());
     }
 
-    /// Like [`WaitQueue::wait_io`], but the first time `cond` is false,
-    /// `release` runs after the task is queued and before it sleeps: the
-    /// place to drop locks that whoever makes `cond` true may need. If
-    /// `cond` holds at once, `release` runs before this returns. Either way
-    /// it runs exactly once. Returns whether the task slept.
-    pub fn wait_io_then(&self, cond: impl FnMut() -> bool, release: impl FnOnce()) -> bool {
-        self.wait(false, cond, release)
-    }
-
-    /// Like [`WaitQueue::wait_io_then`], but the task waits exclusively:
+    /// Like [`WaitQueue::wait_io`], but the task waits exclusively:
     /// [`WaitQueue::wake_up`] wakes one such waiter, not all of them, so a
     /// freed resource does not wake a crowd. A waiter woken for a resource
     /// it then does not use must pass the wake-up on with `wake_up`.
+    ///
+    /// The first time `cond` is false, `release` runs after the task is
+    /// queued and before it sleeps: the place to drop locks that whoever
+    /// makes `cond` true may need. If `cond` holds at once, `release` runs
+    /// before this returns. Either way it runs exactly once. Returns
+    /// whether the task slept.
     pub fn wait_io_exclusive_then(
         &self,
         cond: impl FnMut() -> bool,
