@@ -134,7 +134,7 @@ pub const fn modinfo_bytes<const N: usize>(s: &str) -> [u8; N] {
 /// `@storage`, like C's `module_param_named(name, s.field, uint, perm)`:
 ///
 /// ```ignore
-/// kernel::module_param_uint!(@storage THROTTLE.throttle(), "copy_throttle", 0o644, "...");
+/// kernel::module_param_uint!(@storage THROTTLE.percentage(), "copy_throttle", 0o644, "...");
 /// ```
 #[macro_export]
 macro_rules! module_param_uint {
