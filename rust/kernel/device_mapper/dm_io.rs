@@ -1,16 +1,83 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! dm-io: synchronous reads and writes of a target's own metadata.
+//! dm-io: synchronous reads and writes of a target's own metadata, and the
+//! ranges of sectors that dm-io and kcopyd work on.
 //!
 //! C header: [`include/linux/dm-io.h`](srctree/include/linux/dm-io.h)
 
-use super::kcopyd::Region;
+use super::Device;
 use crate::{
     alloc::VVec,
     bindings,
     error::{code::*, to_result, Result},
 };
 use core::ptr::NonNull;
+
+/// A range of sectors on a block device (`struct dm_io_region`), made by
+/// [`Device::region`], for dm-io and kcopyd.
+///
+/// # Examples
+///
+/// ```ignore
+/// use kernel::device_mapper::dm_io;
+///
+/// let io = dm_io::Client::new()?;
+/// let whole = dev.region(0, dev.sectors());
+/// // Sectors 8 to 15 of the same device.
+/// io.read(&whole.at(8, 8), &mut buf)?;
+/// ```
+///
+/// # Invariants
+///
+/// `raw.bdev` is an open block device; the holder of the [`Device`] it
+/// came from keeps it open while the region is used (see
+/// [`super::kcopyd::Client`]).
+#[derive(Clone, Copy)]
+pub struct Region {
+    raw: bindings::dm_io_region,
+}
+
+// SAFETY: A region is a device pointer and a range of sectors; dm-io and
+// kcopyd may be given it on any thread. Keeping the device open while the
+// region is used is the holder's duty, as the type's documentation says.
+unsafe impl Send for Region {}
+// SAFETY: As for `Send`; a shared region is only read.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// The range of `count` sectors from `sector` on `dev`.
+    pub(super) fn of(dev: &Device, sector: u64, count: u64) -> Self {
+        // INVARIANT: `dev` is open.
+        Self {
+            raw: bindings::dm_io_region {
+                bdev: dev.raw().bdev,
+                sector,
+                count,
+            },
+        }
+    }
+
+    /// The range of `count` sectors from `sector` on the same device.
+    pub fn at(&self, sector: u64, count: u64) -> Self {
+        Self {
+            raw: bindings::dm_io_region {
+                bdev: self.raw.bdev,
+                sector,
+                count,
+            },
+        }
+    }
+
+    /// The number of sectors.
+    pub fn count(&self) -> u64 {
+        self.raw.count
+    }
+
+    /// The region as dm-io and kcopyd take it.
+    pub(super) fn raw(&self) -> bindings::dm_io_region {
+        self.raw
+    }
+}
 
 /// How a write reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +92,22 @@ pub enum WriteMode {
 
 /// A dm-io client (`struct dm_io_client`): its own bio set and page pool,
 /// so its I/O makes progress under memory pressure.
+///
+/// # Examples
+///
+/// ```ignore
+/// use kernel::{
+///     alloc::VVec,
+///     device_mapper::dm_io::{Client, WriteMode},
+/// };
+///
+/// let io = Client::new()?;
+/// let mut buf = VVec::from_elem(0u8, 4096, GFP_KERNEL)?;
+/// io.read(&cow.region(0, 8), &mut buf)?;
+/// buf[0] ^= 1;
+/// // Durable once this returns.
+/// io.write(&cow.region(0, 8), &buf, WriteMode::FlushFua)?;
+/// ```
 ///
 /// # Invariants
 ///
@@ -55,7 +138,7 @@ impl Client {
         if bytes == 0 || bytes > len as u64 {
             return Err(EINVAL);
         }
-        let mut region = *region;
+        let mut raw = region.raw();
         let mut req = bindings::dm_io_request {
             bi_opf: opf,
             mem: bindings::dm_io_memory {
@@ -71,9 +154,7 @@ impl Client {
         };
         // SAFETY: The client is live (type invariant); `buf` is vmalloc
         // memory of `bytes` or more, borrowed for this synchronous call.
-        to_result(unsafe {
-            bindings::dm_io(&mut req, 1, region.as_raw(), core::ptr::null_mut(), 0)
-        })
+        to_result(unsafe { bindings::dm_io(&mut req, 1, &mut raw, core::ptr::null_mut(), 0) })
     }
 
     /// Reads `region` into the start of `buf`, waiting for the result.

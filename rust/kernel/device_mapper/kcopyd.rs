@@ -8,59 +8,20 @@
 //!
 //! C header: [`include/linux/dm-kcopyd.h`](srctree/include/linux/dm-kcopyd.h)
 
-use super::KcopydThrottle;
 use crate::{
     bindings,
     error::{code::*, from_err_ptr, Result},
     ffi::{c_int, c_ulong, c_void},
-    types::ForeignOwnable,
+    module_param::UintParam,
+    types::{ForeignOwnable, Opaque},
 };
 use core::{marker::PhantomData, mem::ManuallyDrop, ptr::NonNull};
 
+/// The regions kcopyd copies from and to are dm-io's.
+pub use super::dm_io::Region;
+
 /// The most destinations one copy may have (`DM_KCOPYD_MAX_REGIONS`).
 pub const MAX_REGIONS: usize = bindings::DM_KCOPYD_MAX_REGIONS as usize;
-
-/// A range of sectors on a block device (`struct dm_io_region`), made by
-/// [`super::Device::region`].
-///
-/// # Invariants
-///
-/// `bdev` is an open block device; the holder of the [`super::Device`] it
-/// came from keeps it open while jobs on it run (see [`Client`]).
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-pub struct Region(bindings::dm_io_region);
-
-// SAFETY: A region is a device pointer and a range of sectors; dm-io and
-// kcopyd may be given it on any thread. Keeping the device open while the
-// region is used is the holder's duty, as the type's documentation says.
-unsafe impl Send for Region {}
-// SAFETY: As for `Send`; a shared region is only read.
-unsafe impl Sync for Region {}
-
-impl Region {
-    pub(super) fn new(bdev: *mut bindings::block_device, sector: u64, count: u64) -> Self {
-        Self(bindings::dm_io_region {
-            bdev,
-            sector,
-            count,
-        })
-    }
-
-    /// The range of `count` sectors from `sector` on the same device.
-    pub fn at(&self, sector: u64, count: u64) -> Self {
-        Self::new(self.0.bdev, sector, count)
-    }
-
-    /// The number of sectors.
-    pub fn count(&self) -> u64 {
-        self.0.count
-    }
-
-    pub(super) fn as_raw(&mut self) -> *mut bindings::dm_io_region {
-        &mut self.0
-    }
-}
 
 /// What runs when a job ends, and the context it gets back.
 ///
@@ -90,13 +51,17 @@ unsafe extern "C" fn notify<C: Completion>(read_err: c_int, write_err: c_ulong, 
 }
 
 /// The destinations of a job as kcopyd takes them: 1 to [`MAX_REGIONS`].
-fn destinations(to: &[Region]) -> Option<[Region; MAX_REGIONS]> {
+fn destinations(to: &[Region]) -> Option<[bindings::dm_io_region; MAX_REGIONS]> {
     if to.is_empty() || to.len() > MAX_REGIONS {
         return None;
     }
-    let mut dests = [Region::new(core::ptr::null_mut(), 0, 0); MAX_REGIONS];
+    let mut dests = [bindings::dm_io_region {
+        bdev: core::ptr::null_mut(),
+        sector: 0,
+        count: 0,
+    }; MAX_REGIONS];
     for (d, s) in dests.iter_mut().zip(to) {
-        *d = *s;
+        *d = s.raw();
     }
     Some(dests)
 }
@@ -107,8 +72,43 @@ fn destinations(to: &[Region]) -> Option<[Region; MAX_REGIONS]> {
 /// Dropping the client waits until every job it started has completed
 /// (`dm_kcopyd_client_destroy()`); so a completion must never drop the last
 /// owner of its client. The devices of the regions must stay open until
-/// then: keep the client in the same structure as the devices, declared
-/// before them so it is dropped first.
+/// then, and the [`Region`]s given to a job are not kept by it: keep the
+/// client in the same structure as the devices, declared before them so it
+/// is dropped first.
+///
+/// # Examples
+///
+/// ```ignore
+/// use kernel::{
+///     device_mapper::{kcopyd, Device},
+///     prelude::*,
+/// };
+///
+/// struct Copy;
+///
+/// impl kcopyd::Completion for Copy {
+///     type Ptr = KBox<Copy>;
+///
+///     fn complete(_ctx: KBox<Copy>, read_err: bool, write_err: u64) {
+///         if read_err || write_err != 0 {
+///             pr_err!("copy failed\n");
+///         }
+///     }
+/// }
+///
+/// static THROTTLE: kcopyd::KcopydThrottle = kcopyd::KcopydThrottle::new();
+///
+/// struct Mirror {
+///     /// Dropped first: waits for the copies, which use the devices.
+///     kc: kcopyd::Client,
+///     from: Device,
+///     to: Device,
+/// }
+///
+/// // Copies sectors 0 to 7; `Copy::complete` runs when done.
+/// let ctx = KBox::new(Copy, GFP_NOIO)?;
+/// let _ = m.kc.copy::<Copy>(&m.from.region(0, 8), &[m.to.region(0, 8)], ctx);
+/// ```
 ///
 /// # Invariants
 ///
@@ -149,14 +149,14 @@ impl Client {
         let Some(mut dests) = destinations(to) else {
             return Err(ctx);
         };
-        let mut src = *from;
+        let mut src = from.raw();
         // SAFETY: By the type invariant `kc` is live; the regions are valid
         // (kcopyd copies them before returning); the context is given to
         // kcopyd, which passes it to `notify::<C>` once.
         unsafe {
             bindings::dm_kcopyd_copy(
                 self.kc.as_ptr(),
-                &mut src.0,
+                &mut src,
                 to.len() as u32,
                 dests.as_mut_ptr().cast(),
                 0,
@@ -263,5 +263,69 @@ impl<C: Completion> Drop for PreparedCallback<C> {
     fn drop(&mut self) {
         // SAFETY: As for `run`: the job has not run and `self` goes away.
         unsafe { bindings::dm_kcopyd_do_callback(self.job, 0, 1) };
+    }
+}
+
+/// The throttle of kcopyd clients (`struct dm_kcopyd_throttle`): the share
+/// of time, in percent, their copies may keep the disks busy.
+///
+/// # Examples
+///
+/// A module keeps one in a static and exposes its percentage as a module
+/// parameter, as C's `DECLARE_DM_KCOPYD_THROTTLE_WITH_MODULE_PARM()`:
+///
+/// ```ignore
+/// use kernel::device_mapper::{kcopyd, KcopydThrottle};
+///
+/// static THROTTLE: KcopydThrottle = KcopydThrottle::new();
+/// kernel::module_param_uint!(@storage THROTTLE.percentage(), "copy_throttle", 0o644, "...");
+///
+/// let kc = kcopyd::Client::new(&THROTTLE)?;
+/// ```
+///
+/// # Invariants
+///
+/// The layout is that of `struct dm_kcopyd_throttle`; kcopyd changes the
+/// fields other than the percentage under its own lock, and the percentage
+/// is written by the module parameter code only.
+#[repr(C)]
+pub struct KcopydThrottle {
+    throttle: UintParam,
+    state: Opaque<[u32; 4]>,
+}
+
+// SAFETY: kcopyd serialises its updates of the state with its throttle
+// spinlock, and the percentage is an atomic; Rust reads neither otherwise.
+unsafe impl Sync for KcopydThrottle {}
+
+const _: () = assert!(
+    core::mem::size_of::<KcopydThrottle>() == core::mem::size_of::<bindings::dm_kcopyd_throttle>()
+        && core::mem::align_of::<KcopydThrottle>()
+            == core::mem::align_of::<bindings::dm_kcopyd_throttle>()
+);
+
+impl KcopydThrottle {
+    /// No throttling: 100 percent, as C's default.
+    pub const fn new() -> Self {
+        Self {
+            throttle: UintParam::new(100),
+            state: Opaque::new([0; 4]),
+        }
+    }
+
+    /// The percentage, as a module parameter's storage.
+    pub const fn percentage(&self) -> &UintParam {
+        &self.throttle
+    }
+
+    /// The raw pointer kcopyd clients are created with.
+    fn as_raw(&self) -> *mut bindings::dm_kcopyd_throttle {
+        (self as *const Self).cast_mut().cast()
+    }
+}
+
+impl Default for KcopydThrottle {
+    fn default() -> Self {
+        Self::new()
     }
 }
