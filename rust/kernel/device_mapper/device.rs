@@ -77,11 +77,36 @@ impl Target {
 /// write!(out, "{}", self.dev.name());
 /// ```
 ///
-/// Known gap: nothing but this convention stops a `Device` from being moved
-/// somewhere that outlives its target (a global, another target), where
-/// dropping it would release it through a freed `dm_target`. Tying it to
-/// the table's lifetime (a reference-counted table, or a lifetime on the
-/// instance) is to come before the abstraction goes upstream.
+/// # Why this is not tied to the table by a lifetime
+///
+/// Releasing the device goes through the `struct dm_target` that opened it,
+/// which device-mapper frees with its table once `dtr` has returned (and a
+/// device still open then is put by `dm_table_destroy()` itself, with
+/// "dm_put_device call missing"). So the last owner of a `Device` must drop
+/// it by the end of `dtr`, and nothing in the type enforces that: it is
+/// `'static` and may be moved anywhere.
+///
+/// A lifetime (`Device<'table>`) cannot express the rule. Target instances
+/// are `'static` themselves: device-mapper keeps them behind a raw pointer
+/// from `ctr` to `dtr`. And they share their devices through
+/// reference-counted state: the snapshot target keeps its two `Device`s in
+/// an `Arc<Snap>` that both the instance and a registry of all snapshots
+/// hold; that registry is the target type's `Shared` data, which lives as
+/// long as the [`Registration`](super::Registration), holds snapshots of
+/// many tables at once, and so cannot hold a borrow of any one table.
+/// When the last `Arc` goes is decided at run time. Nor is there a
+/// reference count on a target or a table that a `Device` could hold
+/// instead of a borrow.
+///
+/// What keeps it sound is the owner's structure, which must make the
+/// instance's `dtr` drop the last owner of each `Device`. In the snapshot
+/// target: the instance's `Drop` removes its `Arc<Snap>` from the registry
+/// under the registry's write lock and drops it; origin writes only borrow
+/// the registry's `Arc<Snap>`s under its read lock, never clone them; and
+/// what may outlive a table (copies in flight, a table waiting for a
+/// handover) holds the `Arc<SnapState>` inside, which has no `Device`.
+/// Ranges of the device kept past the table are safe on their own: a
+/// [`Region`] holds a reference to the device's open file.
 ///
 /// # Invariants
 ///
@@ -132,7 +157,8 @@ impl Device {
     }
 
     /// A range of `count` sectors from `sector` on this device, for dm-io
-    /// and kcopyd.
+    /// and kcopyd. It keeps the device's open file, so it may outlive this
+    /// `Device`.
     pub fn region(&self, sector: u64, count: u64) -> Region {
         Region::of(self, sector, count)
     }

@@ -16,30 +16,48 @@ use core::ptr::NonNull;
 /// A range of sectors on a block device (`struct dm_io_region`), made by
 /// [`Device::region`], for dm-io and kcopyd.
 ///
+/// It holds a reference to the open file of its device (`struct dm_dev`'s
+/// `bdev_file`, C's `get_file()` and `fput()`), so the block device stays
+/// open for as long as the region is kept, even past the table whose
+/// [`Device`] it came from: state that outlives a table, such as a
+/// persistent store handed over to the next table, may keep its region.
+/// Whether to still do I/O there once that table is gone is the holder's
+/// call; the region only makes it memory-safe. A region dropped after its
+/// table released the device closes it (deferred by `fput()` to the
+/// task's return to user space, or to a work item).
+///
 /// # Examples
 ///
 /// ```ignore
-/// use kernel::device_mapper::dm_io;
+/// use kernel::device_mapper::dm_io::{self, Region};
 ///
-/// let io = dm_io::Client::new()?;
-/// let whole = dev.region(0, dev.sectors());
+/// struct Store {
+///     io: dm_io::Client,
+///     /// The whole device: kept, it keeps the device open.
+///     dev: Region,
+/// }
+///
+/// let store = Store {
+///     io: dm_io::Client::new()?,
+///     dev: dev.region(0, dev.sectors()),
+/// };
 /// // Sectors 8 to 15 of the same device.
-/// io.read(&whole.at(8, 8), &mut buf)?;
+/// store.io.read(&store.dev.at(8, 8), &mut buf)?;
 /// ```
 ///
 /// # Invariants
 ///
-/// `raw.bdev` is an open block device; the holder of the [`Device`] it
-/// came from keeps it open while the region is used (see
-/// [`super::kcopyd::Client`]).
-#[derive(Clone, Copy)]
+/// `file` is an open block device file on which this value holds a
+/// reference of its own, put when it is dropped; `raw.bdev` is the block
+/// device of that file.
 pub struct Region {
     raw: bindings::dm_io_region,
+    file: *mut bindings::file,
 }
 
-// SAFETY: A region is a device pointer and a range of sectors; dm-io and
-// kcopyd may be given it on any thread. Keeping the device open while the
-// region is used is the holder's duty, as the type's documentation says.
+// SAFETY: A region is a counted reference to an open file and a range of
+// sectors; dm-io and kcopyd may be given it, and it may be dropped
+// (`fput()`), on any thread.
 unsafe impl Send for Region {}
 // SAFETY: As for `Send`; a shared region is only read.
 unsafe impl Sync for Region {}
@@ -47,24 +65,36 @@ unsafe impl Sync for Region {}
 impl Region {
     /// The range of `count` sectors from `sector` on `dev`.
     pub(super) fn of(dev: &Device, sector: u64, count: u64) -> Self {
-        // INVARIANT: `dev` is open.
+        let d = dev.raw();
+        // SAFETY: `dev` is open, so `bdev_file` is its open file; the
+        // reference taken here is put by `drop`.
+        unsafe { bindings::get_file(d.bdev_file) };
+        // INVARIANT: We hold a reference to `bdev_file`, whose block device
+        // is `bdev`.
         Self {
             raw: bindings::dm_io_region {
-                bdev: dev.raw().bdev,
+                bdev: d.bdev,
                 sector,
                 count,
             },
+            file: d.bdev_file,
         }
     }
 
     /// The range of `count` sectors from `sector` on the same device.
     pub fn at(&self, sector: u64, count: u64) -> Self {
+        // SAFETY: By the type invariant `file` is open, as our reference
+        // keeps it; the reference taken here is put by `drop`.
+        unsafe { bindings::get_file(self.file) };
+        // INVARIANT: We hold a reference to `file`, whose block device is
+        // `raw.bdev`.
         Self {
             raw: bindings::dm_io_region {
                 bdev: self.raw.bdev,
                 sector,
                 count,
             },
+            file: self.file,
         }
     }
 
@@ -73,9 +103,25 @@ impl Region {
         self.raw.count
     }
 
-    /// The region as dm-io and kcopyd take it.
+    /// The region as dm-io and kcopyd take it. The block device it names
+    /// stays open only while this region, or another reference to its
+    /// file, is kept.
     pub(super) fn raw(&self) -> bindings::dm_io_region {
         self.raw
+    }
+}
+
+impl Clone for Region {
+    fn clone(&self) -> Self {
+        self.at(self.raw.sector, self.raw.count)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we hold a reference to `file`, put
+        // once, here. `fput()` may be called from any context.
+        unsafe { bindings::fput(self.file) };
     }
 }
 
@@ -153,7 +199,8 @@ impl Client {
             client: self.client.as_ptr(),
         };
         // SAFETY: The client is live (type invariant); `buf` is vmalloc
-        // memory of `bytes` or more, borrowed for this synchronous call.
+        // memory of `bytes` or more, borrowed for this synchronous call; the
+        // region's device is open while `region` is kept, past the call.
         to_result(unsafe { bindings::dm_io(&mut req, 1, &mut raw, core::ptr::null_mut(), 0) })
     }
 
