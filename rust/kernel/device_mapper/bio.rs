@@ -143,6 +143,17 @@ impl DerefMut for MapBio {
 
 /// Proof that a target took over a bio in `end_io`: only
 /// [`EndIoBio::take`] makes one.
+///
+/// # Examples
+///
+/// ```ignore
+/// use kernel::device_mapper::{EndIoBio, EndIoResult};
+///
+/// let (bio, taken) = bio.take();
+/// // Completing `bio` later calls `end_io` again.
+/// self.deferred.lock().push(bio);
+/// EndIoResult::Incomplete(taken)
+/// ```
 pub struct Taken(());
 
 /// What device-mapper does with a bio after `end_io` (`DM_ENDIO_*`).
@@ -184,6 +195,19 @@ impl EndIoResult {
 }
 
 /// A completed bio handed to a target's `end_io`.
+///
+/// # Examples
+///
+/// ```ignore
+/// use kernel::device_mapper::{EndIoBio, EndIoResult, Target};
+///
+/// fn end_io(&self, _target: &Target, bio: EndIoBio, _data: ()) -> EndIoResult {
+///     if bio.is_error() {
+///         pr_warn!("I/O error at sector {}\n", bio.sector());
+///     }
+///     EndIoResult::Done(bio)
+/// }
+/// ```
 pub struct EndIoBio {
     bio: OwnedBio,
     error: bool,

@@ -126,6 +126,15 @@ impl Drop for Region {
 }
 
 /// How a write reaches the disk.
+///
+/// # Examples
+///
+/// ```ignore
+/// use kernel::device_mapper::dm_io::WriteMode;
+///
+/// // The exceptions in `area` are durable once this returns.
+/// io.write(&cow.at(area_chunk << shift, chunk_sectors), &area, WriteMode::FlushFua)?;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
     /// A plain write.

@@ -28,6 +28,25 @@ pub const MAX_REGIONS: usize = bindings::DM_KCOPYD_MAX_REGIONS as usize;
 /// Implemented by the context's pointee type; `Ptr` is the owning pointer
 /// the job holds ([`crate::alloc::KBox`], [`crate::sync::Arc`],
 /// [`crate::mempool::PoolBox`], ...).
+///
+/// # Examples
+///
+/// ```ignore
+/// use kernel::{device_mapper::kcopyd, prelude::*, sync::Arc};
+///
+/// struct CopyJob {
+///     chunk: u64,
+///     state: Arc<State>,
+/// }
+///
+/// impl kcopyd::Completion for CopyJob {
+///     type Ptr = KBox<CopyJob>;
+///
+///     fn complete(job: KBox<CopyJob>, read_err: bool, write_err: u64) {
+///         job.state.copy_done(job.chunk, !read_err && write_err == 0);
+///     }
+/// }
+/// ```
 pub trait Completion {
     /// The owning pointer to the context.
     type Ptr: ForeignOwnable + Send;
@@ -84,18 +103,6 @@ fn destinations(to: &[Region]) -> Option<[bindings::dm_io_region; MAX_REGIONS]> 
 ///     prelude::*,
 /// };
 ///
-/// struct Copy;
-///
-/// impl kcopyd::Completion for Copy {
-///     type Ptr = KBox<Copy>;
-///
-///     fn complete(_ctx: KBox<Copy>, read_err: bool, write_err: u64) {
-///         if read_err || write_err != 0 {
-///             pr_err!("copy failed\n");
-///         }
-///     }
-/// }
-///
 /// static THROTTLE: kcopyd::KcopydThrottle = kcopyd::KcopydThrottle::new();
 ///
 /// struct Mirror {
@@ -105,9 +112,15 @@ fn destinations(to: &[Region]) -> Option<[bindings::dm_io_region; MAX_REGIONS]> 
 ///     to: Device,
 /// }
 ///
-/// // Copies sectors 0 to 7; `Copy::complete` runs when done.
-/// let ctx = KBox::new(Copy, GFP_NOIO)?;
-/// let _ = m.kc.copy::<Copy>(&m.from.region(0, 8), &[m.to.region(0, 8)], ctx);
+/// let m = Mirror {
+///     kc: kcopyd::Client::new(&THROTTLE)?,
+///     from,
+///     to,
+/// };
+/// // Copies sectors 0 to 7; `CopyJob::complete` (see `Completion`) runs
+/// // when done.
+/// let job = KBox::new(CopyJob { chunk: 0, state }, GFP_NOIO)?;
+/// let _ = m.kc.copy::<CopyJob>(&m.from.region(0, 8), &[m.to.region(0, 8)], job);
 /// ```
 ///
 /// # Invariants
@@ -224,6 +237,24 @@ impl Drop for Client {
 /// A completion prepared with [`Client::prepare_callback`], to be run once
 /// with [`PreparedCallback::run`]. Dropping it runs it with a write error,
 /// so the context always comes back.
+///
+/// # Examples
+///
+/// A write that covers a whole chunk is its own copy: its completion runs
+/// when the write ends, in kcopyd's thread as for a real copy.
+///
+/// ```ignore
+/// use kernel::device_mapper::{kcopyd::PreparedCallback, EndIoBio, EndIoResult};
+///
+/// // In `map`: prepared while allocating may still sleep.
+/// *data = PerBio::FullWrite(self.kc.prepare_callback::<CopyJob>(job));
+///
+/// // In `end_io`, maybe in interrupt context:
+/// if let PerBio::FullWrite(cb) = data {
+///     cb.run(false, u64::from(bio.is_error()));
+/// }
+/// EndIoResult::Done(bio)
+/// ```
 ///
 /// # Invariants
 ///
