@@ -67,6 +67,10 @@ impl CtrError {
 ///     _ => return Err(CtrError::inval(c_str!("requires 4 or more arguments"))),
 /// };
 /// ```
+///
+/// # Invariants
+///
+/// Every pointer in `args` points to a NUL-terminated string valid for `'a`.
 pub struct Args<'a> {
     args: &'a [*mut c_char],
 }
@@ -85,6 +89,7 @@ impl<'a> Args<'a> {
             // SAFETY: The caller passes `argc` valid argument pointers.
             unsafe { core::slice::from_raw_parts(argv, argc as usize) }
         };
+        // INVARIANT: The caller vouches for the strings.
         Self { args }
     }
 
@@ -101,8 +106,8 @@ impl<'a> Args<'a> {
     /// The argument at `index`, if there is one.
     pub fn get(&self, index: usize) -> Option<&'a CStr> {
         let ptr = *self.args.get(index)?;
-        // SAFETY: `from_raw`'s caller vouched for `argc` valid NUL-terminated
-        // strings that live for `'a`.
+        // SAFETY: By the type invariant `ptr` is a NUL-terminated string
+        // valid for `'a`.
         Some(unsafe { CStr::from_char_ptr(ptr) })
     }
 }
