@@ -91,14 +91,17 @@ cleanup_devices() {
 
 # run_test NAME FUNC [ARGS...]: run one test in a subshell with set -e.
 # Status 0 passes, 4 skips (reason from skip_because), anything else fails.
+# Each test's time goes with its diagnostics ("# took N s"), so the next
+# slow one is seen.
 run_test() {
-	local name=$1 rc=0
+	local name=$1 rc=0 t0=$SECONDS
 	shift
 	rm -f "$SKIP_REASON"
 	# Not "( ... ) || rc=$?": errexit is ignored on the left of ||.
 	(set -e; "$@") > "$WORK/out" 2>&1 &
 	wait $! || rc=$?
 	cleanup_devices
+	echo "# took $((SECONDS - t0)) s"
 	case $rc in
 	0)	# A passing test's own diagnostics ("# ..." lines) are kept.
 		grep '^# ' "$WORK/out" || true
