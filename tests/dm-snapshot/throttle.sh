@@ -18,8 +18,12 @@ ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-12}
 ROUND_SECONDS=${DM_SNAP_THROTTLE_ROUND_SECONDS:-30}
 THRESHOLD=/sys/module/$MOD/parameters/snapshot_cow_threshold
 
+HUNG_TASK=/proc/sys/kernel/hung_task_timeout_secs
+
+# Also the hung-task timeout, for the groups after this one in a shared boot.
 restore_threshold() {
 	[ -z "${OLD_THRESHOLD:-}" ] || echo "$OLD_THRESHOLD" > "$THRESHOLD"
+	[ -z "${OLD_HUNG_TASK:-}" ] || echo "$OLD_HUNG_TASK" > "$HUNG_TASK"
 }
 
 # delayed NAME MIB MS: a loop device behind dm-delay (MS milliseconds on
@@ -40,8 +44,10 @@ t_deadlock() {
 	trap restore_threshold EXIT
 	echo 2 > "$THRESHOLD"
 	# Report a task stuck for 10 s (the test kernel's default is 20 s).
-	[ -w /proc/sys/kernel/hung_task_timeout_secs ] &&
-		echo 10 > /proc/sys/kernel/hung_task_timeout_secs
+	if [ -w "$HUNG_TASK" ]; then
+		OLD_HUNG_TASK=$(cat "$HUNG_TASK")
+		echo 10 > "$HUNG_TASK"
+	fi
 	local base sz origin cow round deadline pid rc=0
 	base=$(mkloop 64)
 	sz=$(sectors "$base")
