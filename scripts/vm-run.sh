@@ -4,26 +4,29 @@
 # Boot the test kernel under QEMU with virtme-ng (the host's root over 9p,
 # so the guest has the host's dmsetup, lvm2 and fio) and run one command.
 #
-# Usage: vm-run.sh [-t SECS] [-d DISK]... [-c CPUS] [-o OUTDIR] KDIR -- CMD...
+# Usage: vm-run.sh [-t SECS] [-d DISK]... [-c CPUS] [-o OUTDIR] [-k REGEX] KDIR -- CMD...
 #
 # The command's stdout goes to OUTDIR/stdout, the guest console (kernel log)
 # to OUTDIR/console. Past the time limit the guest is killed and the script
-# exits 124. Afterwards the console is scanned for kernel splats; any found
-# are printed and the script exits 125. Otherwise it exits with the
-# command's status.
+# exits 124. With -k, the guest is killed as soon as a kernel log line
+# matches REGEX (an extended grep pattern), and the script exits 126.
+# Afterwards the console is scanned for kernel splats; any found are
+# printed and the script exits 125 (126 if stopped by -k). Otherwise it
+# exits with the command's status.
 
 . "$(dirname "$0")/lib.sh"
 
-limit=300 cpus=2 mem=2G out=
+limit=300 cpus=2 mem=2G out= stop_re=
 disks=()
-while getopts "t:d:c:m:o:" opt; do
+while getopts "t:d:c:m:o:k:" opt; do
 	case $opt in
 	t) limit=$OPTARG ;;
 	d) disks+=(--disk "$OPTARG") ;;
 	c) cpus=$OPTARG ;;
 	m) mem=$OPTARG ;;
 	o) out=$OPTARG ;;
-	*) die "usage: vm-run.sh [-t secs] [-d disk] [-c cpus] [-m mem] [-o outdir] KDIR -- CMD" ;;
+	k) stop_re=$OPTARG ;;
+	*) die "usage: vm-run.sh [-t secs] [-d disk] [-c cpus] [-m mem] [-o outdir] [-k regex] KDIR -- CMD" ;;
 	esac
 done
 shift $((OPTIND - 1))
@@ -40,12 +43,32 @@ if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then
 fi
 
 # setsid + kill of the whole group: vng forks QEMU, which must die with it.
-rc=0
+rc=0 stopped=
 setsid timeout --kill-after=10 "$limit" \
 	vng --run "$kdir" "${accel[@]}" --cpus "$cpus" --memory "$mem" --verbose \
 	"${disks[@]}" --exec "$*" \
-	> "$out/stdout" 2> "$out/console" < /dev/null || rc=$?
+	> "$out/stdout" 2> "$out/console" < /dev/null &
+pid=$!
+# -k: watch the kernel log (printk time stamps, as scan_console) and stop
+# the whole group, QEMU included, at the first match.
+while [ -n "$stop_re" ] && kill -0 "$pid" 2>/dev/null; do
+	if grep -qaE "^\[ *[0-9]+\.[0-9]+\] .*($stop_re)" "$out/console"; then
+		log "guest stopped: its kernel log matches '$stop_re'"
+		stopped=1
+		kill -TERM -- -"$pid" 2>/dev/null || true
+		sleep 2
+		kill -KILL -- -"$pid" 2>/dev/null || true
+		break
+	fi
+	sleep 1
+done
+wait "$pid" || rc=$?
 
+if [ -n "$stopped" ]; then
+	# The splat scan still prints what the kernel reported.
+	scan_console "$out/console" || true
+	exit 126
+fi
 if [ $rc = 124 ] || [ $rc = 137 ]; then
 	log "guest killed after ${limit}s; console tail:"
 	tail -n 40 "$out/console" >&2
