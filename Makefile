@@ -9,6 +9,7 @@
 #   make check            every test against our module; ends "N passed, N failed"
 #   make check-reference  the same guest selftests against the C dm-snapshot.ko
 #   make check-debug      the guest selftests on a KASAN + kmemleak kernel
+#   make soak             the long forms of the tests make check runs shorter
 #   make kernel / module  build steps alone
 #   make host-test        the host unit tests of the kernel-independent logic
 #   make bench            the COW throttle benchmark, C against ours
@@ -17,7 +18,7 @@ ifneq ($(KERNELRELEASE),)
 include $(src)/Kbuild
 else
 
-.PHONY: run check check-reference check-debug kernel module host-test bench clean
+.PHONY: run check check-reference check-debug soak kernel module host-test bench clean
 
 run:
 	@scripts/run.sh
@@ -30,6 +31,9 @@ check-reference:
 
 check-debug:
 	@DM_SNAP_FLAVOR=debug scripts/check.sh
+
+soak:
+	@DM_SNAP_SOAK=1 scripts/check.sh
 
 kernel:
 	@scripts/build-kernel.sh

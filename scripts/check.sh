@@ -6,6 +6,12 @@
 # Ends with the line "N passed, N failed, N skipped".
 #
 # DM_SNAP_GROUPS="table data" limits the guest groups run.
+#
+# DM_SNAP_SOAK=1 (make soak): the long forms of what make check runs
+# shorter, and only those: a 10-minute fuzz run, and the faults, throttle
+# and stress groups with every allocation point of a table load failed,
+# three times the throttle rounds and two minutes of stress. No host tests
+# or lints.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -13,7 +19,12 @@ IMPL=${DM_SNAP_IMPL:-rust}
 # DM_SNAP_FLAVOR=debug: the KASAN/kmemleak kernel (make check-debug); the
 # lints and host tests, which do not depend on the kernel, are left out.
 FLAVOR=${DM_SNAP_FLAVOR:-default}
-GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params review faults corrupt compat persist crash lvm throttle stress}
+SOAK=${DM_SNAP_SOAK:-0}
+if [ "$SOAK" = 1 ]; then
+	GUEST_GROUPS=${DM_SNAP_GROUPS:-faults throttle stress}
+else
+	GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params review faults corrupt compat persist crash lvm throttle stress}
+fi
 RESULTS=$(mktemp -d /tmp/dm-snap-check.XXXXXX)
 pass=0 fail=0 skip=0 KDIR=
 
@@ -137,37 +148,41 @@ build_buggy() {
 
 host_checks() {
 	local t0 r
-	t0=$SECONDS
-	if (cd "$TOP/host" && cargo test --quiet) > "$RESULTS/host-tests.log" 2>&1; then
-		n=$(awk '/^test result:/ {s += $4} END {print s + 0}' "$RESULTS/host-tests.log")
-		result ok "host unit tests ($n run)"
+	if [ "$SOAK" = 1 ]; then
+		fuzz "${DM_SNAP_FUZZ_SECONDS:-600}"
 	else
-		tail -n 30 "$RESULTS/host-tests.log"
-		result fail "host unit tests"
+		t0=$SECONDS
+		if (cd "$TOP/host" && cargo test --quiet) > "$RESULTS/host-tests.log" 2>&1; then
+			n=$(awk '/^test result:/ {s += $4} END {print s + 0}' "$RESULTS/host-tests.log")
+			result ok "host unit tests ($n run)"
+		else
+			tail -n 30 "$RESULTS/host-tests.log"
+			result fail "host unit tests"
+		fi
+		timed "host unit tests (build included)" $t0
+
+		# A short fuzz run (scripts/fuzz.sh or make soak for longer ones).
+		fuzz 20
+
+		lint "rustfmtcheck (kernel tree with overlay)" make_kernel rustfmtcheck
+		lint "rustfmt --check (module)" "$RUSTFMT" --check --config-path "$KDIR/.rustfmt.toml" \
+			$(find "$TOP/drivers" -name '*.rs')
+		lint "clippy (module, CLIPPY=1)" clippy_module
+		lint "clippy (kernel crate with overlay, CLIPPY=1)" clippy_kernel
+		# Should anything be out of date after all, it is built now.
+		t0=$SECONDS
+		"$TOP/scripts/build-kernel.sh" "$FLAVOR" > "$RESULTS/kernel-rebuild.log" 2>&1 ||
+			result fail "kernel crate rebuilt after clippy" "see $RESULTS/kernel-rebuild.log"
+		timed "kernel up to date after clippy" $t0
+		lint "rustdoc (kernel crate with overlay)" make_kernel rustdoc
+		lint "checkpatch --strict (patches and overlay)" "$TOP/scripts/checkpatch.sh" "$KDIR"
+		lint "cargo fmt --check (host)" cargo fmt --manifest-path "$TOP/host/Cargo.toml" --check
+		lint "cargo clippy (host)" cargo clippy --quiet --manifest-path "$TOP/host/Cargo.toml" --all-targets -- -D warnings
+		lint "cargo fmt --check (fuzz targets)" cargo fmt --manifest-path "$TOP/host/fuzz/Cargo.toml" --check
+		"$TOP/scripts/unsafe-audit.sh" > "$RESULTS/unsafe-audit.log" 2>&1 && r=ok || r=fail
+		cat "$RESULTS/unsafe-audit.log"
+		result $r "unsafe audit"
 	fi
-	timed "host unit tests (build included)" $t0
-
-	# A short fuzz run (scripts/fuzz.sh for longer ones).
-	fuzz 20
-
-	lint "rustfmtcheck (kernel tree with overlay)" make_kernel rustfmtcheck
-	lint "rustfmt --check (module)" "$RUSTFMT" --check --config-path "$KDIR/.rustfmt.toml" \
-		$(find "$TOP/drivers" -name '*.rs')
-	lint "clippy (module, CLIPPY=1)" clippy_module
-	lint "clippy (kernel crate with overlay, CLIPPY=1)" clippy_kernel
-	# Should anything be out of date after all, it is built now.
-	t0=$SECONDS
-	"$TOP/scripts/build-kernel.sh" "$FLAVOR" > "$RESULTS/kernel-rebuild.log" 2>&1 ||
-		result fail "kernel crate rebuilt after clippy" "see $RESULTS/kernel-rebuild.log"
-	timed "kernel up to date after clippy" $t0
-	lint "rustdoc (kernel crate with overlay)" make_kernel rustdoc
-	lint "checkpatch --strict (patches and overlay)" "$TOP/scripts/checkpatch.sh" "$KDIR"
-	lint "cargo fmt --check (host)" cargo fmt --manifest-path "$TOP/host/Cargo.toml" --check
-	lint "cargo clippy (host)" cargo clippy --quiet --manifest-path "$TOP/host/Cargo.toml" --all-targets -- -D warnings
-	lint "cargo fmt --check (fuzz targets)" cargo fmt --manifest-path "$TOP/host/fuzz/Cargo.toml" --check
-	"$TOP/scripts/unsafe-audit.sh" > "$RESULTS/unsafe-audit.log" 2>&1 && r=ok || r=fail
-	cat "$RESULTS/unsafe-audit.log"
-	result $r "unsafe audit"
 	if [ -n "$BUGGY" ]; then
 		t0=$SECONDS
 		if build_buggy > "$RESULTS/buggy-build.log" 2>&1; then
@@ -206,7 +221,6 @@ host_done() {
 	skip=$((skip + $(grep -c '^skip$' "$RESULTS/host.results" || true)))
 	fail=$((fail + $(grep -vcE '^(ok|skip)$' "$RESULTS/host.results" || true)))
 }
-
 
 # ---- guest selftests -----------------------------------------------------------------
 # count_group NAME STDOUT: the group's KTAP lines as results.
@@ -280,16 +294,24 @@ run_batch() {
 	timed "boot of $* (groups and boot)" $t0
 }
 
-PERSIST_LIMIT=300 GUEST_ENV=
+PERSIST_LIMIT=300
+# make check: two thirds of a minute of stress (make soak: two minutes),
+# and a table load fails every 3rd of its allocation points (make soak:
+# every one).
+GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-3}"
 # A group may run 15 minutes; all of them 75.
 BATCH_LIMIT=${DM_SNAP_BATCH_LIMIT:-4500} GROUP_LIMIT=900
+if [ "$SOAK" = 1 ]; then
+	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-120} DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-1}"
+	# Three times the throttle's rounds of snapshots coming and going.
+	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-36}"
+fi
 if [ "$FLAVOR" = debug ]; then
 	PERSIST_LIMIT=1200 BATCH_LIMIT=${DM_SNAP_DEBUG_LIMIT:-5400} GROUP_LIMIT=
 	# KASAN and kmemleak slow the guest down five times and more; what they
 	# look for shows in a shorter run too: shorter stress and throttle runs
 	# (with 2 minutes a throttle round, not 30 s), every 4th allocation point
-	# of a table load failed (all of them on the default kernel), and no udev
-	# (each uevent's rules take seconds).
+	# of a table load failed, and no udev (each uevent's rules take seconds).
 	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4}"
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUND_SECONDS=120 DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-4} DM_SNAP_NO_UDEV=1"
 	# The review group's handover under writes: writers long enough to
