@@ -89,7 +89,7 @@ def load(name, limit, length, target, params, step=1):
             if err:
                 print(f"table refused with no failure injected: {os.strerror(err)}")
                 return 1
-            every = f" (every {step}th of at most {n - 1})" if step > 1 else ""
+            every = f" (one in {step}, of at most {n - 1})" if step > 1 else ""
             print(f"{sum(outcomes.values())} allocation points failed in turn{every}: " +
                   ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
             dm_ioctl(fd, DM_TABLE_CLEAR, name)
