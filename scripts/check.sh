@@ -317,6 +317,9 @@ if [ "$FLAVOR" = debug ]; then
 	# The review group's handover under writes: writers long enough to
 	# outlast a resume on that kernel, and a limit to match.
 	GUEST_ENV+=" DM_SNAP_REVIEW_BUSY_SECONDS=150 DM_SNAP_REVIEW_RESUME_LIMIT_MS=60000"
+	# Its throttle slot test: a metadata write held long enough for the
+	# third write to start on that kernel.
+	GUEST_ENV+=" DM_SNAP_REVIEW_COMMIT_DELAY_MS=30000"
 fi
 
 # Every group but persist and crash in one boot (a boot costs a minute or
