@@ -38,14 +38,20 @@ inflight_of() { # inflight_of DM_NAME: its /sys/block/*/inflight
 	echo "/sys/block/$(basename "$(readlink -f "/dev/mapper/$1")")/inflight"
 }
 
-one() { # one IMPL
-	local impl=$1 mod ko base cow origin s_in l_in
-	case $impl in
+load() { # load IMPL: loads it with the benchmark's threshold; prints its module name
+	local mod ko
+	case $1 in
 	c)	mod=dm_snapshot ko=$KDIR/drivers/md/dm-snapshot.ko ;;
 	rust)	mod=dm_snapshot_rs ko=$TOP/drivers/md/dm_snapshot_rs.ko ;;
 	esac
 	insmod "$ko"
 	echo "$THRESHOLD" > "/sys/module/$mod/parameters/snapshot_cow_threshold"
+	echo "$mod"
+}
+
+one() { # one IMPL
+	local impl=$1 mod base cow origin s_in l_in
+	mod=$(load "$impl")
 	truncate -s 256M "$W/base.img"
 	truncate -s 300M "$W/cow.img"
 	base=$(losetup --show -f "$W/base.img")
@@ -129,13 +135,8 @@ WRITE_DELAY=${BENCH_WRITE_DELAY:-10}
 WRITERS=${BENCH_WRITERS:-12}
 
 one_write_delay() { # one_write_delay IMPL
-	local impl=$1 mod ko base cow ctl origin
-	case $impl in
-	c)	mod=dm_snapshot ko=$KDIR/drivers/md/dm-snapshot.ko ;;
-	rust)	mod=dm_snapshot_rs ko=$TOP/drivers/md/dm_snapshot_rs.ko ;;
-	esac
-	insmod "$ko"
-	echo "$THRESHOLD" > "/sys/module/$mod/parameters/snapshot_cow_threshold"
+	local impl=$1 mod base cow ctl origin
+	mod=$(load "$impl")
 	truncate -s 256M "$W/base.img"
 	truncate -s 300M "$W/cow.img"
 	truncate -s 16M "$W/ctl.img"
