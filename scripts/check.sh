@@ -109,15 +109,19 @@ lint() {
 # from what rustc builds (small functions are no longer inlinable across
 # crates, the kernel crate's libkernel.rmeta and export list change). What
 # the guest tests, and what vmlinux and the module link, must stay rustc's.
-# clippy_module: the module's lint builds a copy of it.
-clippy_module() {
-	local d=$CACHE/clippy-module
+# module_copy DIR MAKE_ARGS...: builds a copy of the module in DIR, so
+# that the module under test stays the one make module made.
+module_copy() {
+	local d=$1
+	shift
 	rm -rf "$d"
 	mkdir -p "$d"
 	cp -r "$TOP/Kbuild" "$TOP/Makefile" "$TOP/drivers" "$d/"
 	make_kernel M="$d" clean > /dev/null 2>&1 || true
-	make_kernel M="$d" CLIPPY=1 modules
+	make_kernel M="$d" "$@" modules
 }
+# clippy_module: the module's lint builds a copy of it.
+clippy_module() { module_copy "$CACHE/clippy-module" CLIPPY=1; }
 # clippy_kernel: the kernel crate's lint rebuilds it and the crates it uses
 # in the tree; their objects are set aside before and put back after, times
 # included, so nothing is built again (as it was before: the kernel crate
@@ -138,13 +142,7 @@ BUGGY=
 if [ "$FLAVOR" = default ] && [ "$IMPL" = rust ] && [[ " $GUEST_GROUPS " == *" throttle "* ]]; then
 	BUGGY=$CACHE/buggy-throttle
 fi
-build_buggy() {
-	rm -rf "$BUGGY"
-	mkdir -p "$BUGGY"
-	cp -r "$TOP/Kbuild" "$TOP/Makefile" "$TOP/drivers" "$BUGGY/"
-	make_kernel M="$BUGGY" clean > /dev/null 2>&1 || true
-	make_kernel M="$BUGGY" DM_SNAP_BUGGY_THROTTLE=1 modules
-}
+build_buggy() { module_copy "$BUGGY" DM_SNAP_BUGGY_THROTTLE=1; }
 
 host_checks() {
 	local t0 r
