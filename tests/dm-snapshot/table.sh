@@ -44,6 +44,15 @@ t_same_dev() {
 	need_target snapshot
 	setup_pair
 	dm_reject snap "0 $SZ snapshot $ORIG $ORIG N 8" "COW device cannot be the same as origin device"
+	# C opens the origin read-only, then the COW device with the table's
+	# mode: device-mapper reopens the one device for writing
+	# (upgrade_mode()) and frees the origin's struct dm_dev, which C still
+	# compares and puts, so dm logs these; ours is checked for them.
+	[ "$IMPL" = c ] && return 0
+	if dmesg | grep -E "dm_put_device call missing|not in table devices list"; then
+		echo "a device of the refused table was put wrongly"
+		return 1
+	fi
 }
 
 t_origin_accept() {

@@ -30,11 +30,26 @@ impl Target {
         self.open_device(path, mode)
     }
 
-    /// Opens the device at `path` for reading only, whatever the table's
-    /// mode, for the life of this target: a device that refuses writers
-    /// can still be read (`dm_get_device(ti, path, BLK_OPEN_READ, ...)`).
+    /// Opens the device at `path` to be read from, for the life of this
+    /// target: with the table's mode, or, if the device refuses writers,
+    /// read-only (`dm_get_device(ti, path, BLK_OPEN_READ, ...)`), so that it
+    /// can still be read.
+    ///
+    /// Not read-only first: a later `dm_get_device()` of the same device in
+    /// this table with a wider mode (a COW device that is the origin itself)
+    /// reopens it (`upgrade_mode()`) and frees the `struct dm_dev` an
+    /// earlier open returned, which a [`Device`] still holds. With the
+    /// table's mode, no open through [`Target`] can widen it; read-only, the
+    /// device refuses the opens that would. (A C target in the same table
+    /// that asks for a wider mode than the table's is not covered; none in
+    /// the tree does.)
     pub fn get_device_read_only(&self, path: &CStr) -> Result<Device> {
-        self.open_device(path, BLK_OPEN_READ)
+        match self.get_device(path) {
+            Err(e) if e == EACCES || e == EROFS || e == EPERM || e == EBUSY => {
+                self.open_device(path, BLK_OPEN_READ)
+            }
+            r => r,
+        }
     }
 
     fn open_device(&self, path: &CStr, mode: bindings::blk_mode_t) -> Result<Device> {
