@@ -122,6 +122,122 @@ t_cow_io_error() {
 	fi
 }
 
+# module_scope TIMES [workers]: from now on failslab fails the allocations
+# made with the module under test on the stack (a return address in its
+# .text, the stack filter's require-start and -end), the next TIMES of
+# them, until module_scope_off; with "workers", only those made by kernel
+# workers (task-filter, make-it-fail on every kworker), such as kcopyd's
+# completions and the metadata writes, which fail-nth cannot reach.
+# scope_failed counts those failed so far (the kernel log does not:
+# mempools ask with __GFP_NOWARN).
+module_scope() {
+	local f=$DBG/failslab start size p
+	[ -e "$f/require-start" ] ||
+		skip_because "fault injection's stack filter (CONFIG_FAULT_INJECTION_STACKTRACE_FILTER)"
+	start=$(cat "/sys/module/$MOD/sections/.text")
+	size=$(objdump -h "$KO" | awk '$2 == ".text" { print $3 }')
+	[ -n "$size" ] && [ "$((start))" != 0 ] || { echo "no .text for $MOD"; return 1; }
+	echo 0 > "$f/probability"
+	echo "$start" > "$f/require-start"
+	printf '0x%x\n' "$((start + 0x$size))" > "$f/require-end"
+	if [ "${2:-}" = workers ]; then
+		for p in $(pgrep kworker); do
+			echo 1 > "/proc/$p/make-it-fail" 2> /dev/null || true
+		done
+		echo Y > "$f/task-filter"
+	else
+		echo N > "$f/task-filter"
+	fi
+	echo 0 > "$f/space"
+	echo 1 > "$f/interval"
+	echo "$1" > "$f/times"
+	SCOPE_TIMES=$1
+	echo 100 > "$f/probability"
+}
+
+scope_failed() { echo $((SCOPE_TIMES - $(cat "$DBG/failslab/times"))); }
+
+module_scope_off() {
+	local f=$DBG/failslab p
+	[ -e "$f/require-start" ] || return 0
+	echo 0 > "$f/probability"
+	echo 0 > "$f/require-start"
+	echo 0xffffffffffffffff > "$f/require-end"
+	echo 1 > "$f/times"
+	echo N > "$f/task-filter"
+	for p in $(pgrep kworker); do
+		echo 0 > "/proc/$p/make-it-fail" 2> /dev/null || true
+	done
+}
+
+# C: persistent_drop_snapshot() writes the invalidated header through
+# chunk_io(), an on-stack work item on the store's own WQ_MEM_RECLAIM
+# workqueue, which allocates nothing of its own (dm-io's allocations fall
+# back on its mempools). So a snapshot that overflows while every
+# allocation made from the module fails is invalid on disk as it is live:
+# loaded again, it is still invalid, and never a valid snapshot missing
+# the overflowing write's copy.
+t_invalidate_nomem() {
+	need_store P
+	fault_setup
+	local o s cow n rc=0
+	BASE=$(mkloop 8)
+	SZ=$(sectors "$BASE")
+	pattern A 8 > "$WORK/A"
+	write_at "$BASE" "$WORK/A"
+	# 64 KiB chunks: the header, one metadata area and 14 data chunks.
+	cow=$(mkloop 1)
+	o=$(dm origin "0 $SZ snapshot-origin $BASE")
+	s=$(dm_snap snap "0 $SZ snapshot $BASE $cow P 128")
+	pattern B 1 > "$WORK/B"
+	head -c $((14 * 65536)) "$WORK/B" > "$WORK/B14"
+	write_at "$o" "$WORK/B14"
+	case $(dmsetup status "$DM_PREFIX-snap") in
+	*Invalid*) echo "snapshot invalid before it overflowed"; return 1 ;;
+	esac
+	module_scope 100000
+	dd if="$WORK/B" of="$o" bs=64k count=1 seek=20 oflag=direct conv=notrunc status=none || rc=$?
+	n=$(scope_failed)
+	module_scope_off
+	echo "# $n allocations failed while the snapshot overflowed"
+	[ "$rc" = 0 ] || { echo "the origin write that overflowed the snapshot failed"; return 1; }
+	expect "$(dmsetup status "$DM_PREFIX-snap" | cut -d' ' -f4-)" Invalid "live status"
+	dmsetup remove "$DM_PREFIX-snap"
+	dm snap "0 $SZ snapshot $BASE $cow P 128" > /dev/null
+	expect "$(dmsetup status "$DM_PREFIX-snap" | cut -d' ' -f4-)" Invalid "status loaded again"
+}
+
+# C: pending_complete() allocates the completed exception when the copy
+# ends, and if that fails, tries once more with GFP_ATOMIC before it
+# invalidates (alloc_completed_exception()); ours reserves it when the
+# copy starts, so a completion allocates nothing that can fail. Each of
+# four origin writes that copy runs with the first allocation a worker
+# makes for the module failed (the completion runs in kcopyd's worker, the
+# P store's metadata write in a workqueue): every copy completes and the
+# snapshot stays valid and correct.
+t_complete_nomem() {
+	need_store "$1"
+	fault_setup
+	local o s i n=0 rc=0
+	base_and_cow
+	o=$(dm origin "0 $SZ snapshot-origin $BASE")
+	s=$(dm_snap snap "0 $SZ snapshot $BASE $COW $1 8")
+	pattern B 1 > "$WORK/B"
+	for i in 1 2 3 4; do
+		module_scope 1 workers
+		dd if="$WORK/B" of="$o" bs=4k count=1 seek=$((i * 64)) oflag=direct \
+			conv=notrunc status=none || rc=$?
+		n=$((n + $(scope_failed)))
+		module_scope_off
+		[ "$rc" = 0 ] || { echo "round $i: the origin write failed"; return 1; }
+		case $(dmsetup status "$DM_PREFIX-snap") in
+		*Invalid*) echo "round $i: a failed allocation at the copy's end invalidated the snapshot"; return 1 ;;
+		esac
+	done
+	echo "# $n of 4 copies had an allocation failed in a worker"
+	same "$s" "$WORK/A"
+}
+
 fault_restore() {
 	local a
 	for a in failslab fail_page_alloc; do
@@ -131,7 +247,7 @@ fault_restore() {
 	done
 }
 
-ktap_set_plan 10
+ktap_set_plan 13
 run_test "allocation failures while loading a snapshot-origin table" t_load_failures snapshot-origin N
 run_test "allocation failures while loading an N snapshot table" t_load_failures snapshot N
 run_test "allocation failures while loading a P snapshot table" t_load_failures snapshot P
@@ -142,4 +258,8 @@ run_test "allocation failures in snapshot writes that copy (P)" t_write_failures
 run_test "COW device I/O errors invalidate an N snapshot" t_cow_io_error N
 run_test "COW device I/O errors invalidate a P snapshot" t_cow_io_error P
 run_test "COW device I/O errors invalidate a PO snapshot" t_cow_io_error PO
+run_test "an overflow while the module's allocations fail leaves an invalid header" t_invalidate_nomem
+run_test "a failed allocation at a copy's end leaves the snapshot valid (N)" t_complete_nomem N
+run_test "a failed allocation at a copy's end leaves the snapshot valid (P)" t_complete_nomem P
+module_scope_off
 fault_restore
