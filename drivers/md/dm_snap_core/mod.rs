@@ -11,6 +11,7 @@
 pub mod chunk;
 pub mod commit;
 pub mod disk;
+pub mod merge;
 pub mod table;
 pub mod throttle;
 pub mod transient;
