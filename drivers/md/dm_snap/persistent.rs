@@ -16,6 +16,7 @@ use crate::dm_snap_core::{
         check_header, DiskException, Header, HeaderState, Layout, Loader, MetadataError,
         StoreState, DEFAULT_CHUNK_SECTORS,
     },
+    merge::{self, Run, Step},
 };
 use kernel::{
     alloc::VVec,
@@ -279,6 +280,56 @@ impl Metadata {
             self.area.as_mut_slice().fill(0);
         }
         ok
+    }
+
+    /// The merge's next run of exceptions (C:
+    /// `persistent_prepare_merge()`): `None` once every exception is
+    /// merged. An empty current area makes the one before it current,
+    /// read from disk; `state` follows.
+    pub(crate) fn prepare_merge(&mut self, state: &mut StoreState) -> Result<Option<Run>> {
+        loop {
+            match merge::step(state) {
+                Step::Done => return Ok(None),
+                Step::Scan => {
+                    return merge::find_run(&self.layout, &self.area, state.current_committed)
+                        .map(Some)
+                        .map_err(|_| EINVAL)
+                }
+                Step::ReadArea(area) => {
+                    let chunk = self.layout.area_location(area).ok_or(EINVAL)?;
+                    let sectors = u64::from(self.layout.chunk().sectors());
+                    self.io.read(
+                        &self
+                            .cow
+                            .at(self.layout.chunk().first_sector(chunk), sectors),
+                        &mut self.area,
+                    )?;
+                    merge::stepped_back(state, &self.layout);
+                }
+            }
+        }
+    }
+
+    /// The last `n` exceptions of the current area are merged: clears them
+    /// and writes the area with flush and FUA (C:
+    /// `persistent_commit_merge()`); `state` follows once it is on disk.
+    pub(crate) fn commit_merge(&mut self, state: &mut StoreState, n: u64) -> Result {
+        merge::clear_merged(&self.layout, &mut self.area, state.current_committed, n)
+            .map_err(|_| EINVAL)?;
+        let chunk = self
+            .layout
+            .area_location(state.current_area)
+            .ok_or(EINVAL)?;
+        write_chunk(
+            &self.io,
+            &self.cow,
+            &self.layout,
+            chunk,
+            &self.area,
+            WriteMode::FlushFua,
+        )?;
+        merge::merged(state, &self.layout, n);
+        Ok(())
     }
 
     /// The chunks batched by the last write, in commit order.

@@ -138,6 +138,19 @@ impl PersistentStore {
     }
 }
 
+impl PersistentStore {
+    /// The allocation state and layout, for a merge (which allocates
+    /// nothing, so no commit changes them meanwhile).
+    pub(crate) fn merge_state(&self) -> (StoreState, Layout) {
+        (self.state, self.layout)
+    }
+
+    /// The state a merge step left.
+    pub(crate) fn set_merge_state(&mut self, state: StoreState) {
+        self.state = state;
+    }
+}
+
 impl ExceptionStore for PersistentStore {
     fn prepare_exception(&mut self, cow_sectors: u64) -> Option<u64> {
         let chunk = self.layout.chunk();
@@ -185,6 +198,16 @@ impl ExceptionStore for PersistentStore {
 pub(crate) enum Store {
     Transient(TransientStore),
     Persistent(PersistentStore),
+}
+
+impl Store {
+    /// The persistent store, if it is one: only it can be merged.
+    pub(crate) fn persistent(&mut self) -> Option<&mut PersistentStore> {
+        match self {
+            Store::Transient(_) => None,
+            Store::Persistent(s) => Some(s),
+        }
+    }
 }
 
 impl Deref for Store {
