@@ -36,6 +36,7 @@ use crate::{
 };
 use core::sync::atomic::AtomicBool;
 use kernel::{
+    bio::BioList,
     c_str,
     device_mapper::{kcopyd, Args, CtrError, Device, Target},
     mempool::Mempool,
@@ -127,11 +128,13 @@ fn unread_store(
 }
 
 impl Snapshot {
-    /// Constructs a `snapshot` table line (C: `snapshot_ctr()`).
+    /// Constructs a `snapshot` table line, or with `merge` a
+    /// `snapshot-merge` one (C: `snapshot_ctr()`).
     pub(super) fn build(
         target: &mut Target,
         args: &Args<'_>,
         registry: &Arc<Registry>,
+        merge: bool,
     ) -> Result<Pin<KBox<Self>>, CtrError> {
         let mut strs = KVec::with_capacity(args.len(), GFP_KERNEL).map_err(nomem)?;
         for c in (0..args.len()).filter_map(|i| args.get(i)) {
@@ -140,10 +143,13 @@ impl Snapshot {
         }
         let a = table::parse_snapshot(&strs).map_err(table_error)?;
         // Read only, as C: the snapshot never writes its origin through
-        // this device, and the origin may refuse writers.
-        let origin = target
-            .get_device_read_only(a.origin.c)
-            .map_err(|e| CtrError::new(e, c_str!("Cannot get origin device")))?;
+        // this device, and the origin may refuse writers. A merge writes it.
+        let origin = if merge {
+            target.get_device(a.origin.c)
+        } else {
+            target.get_device_read_only(a.origin.c)
+        }
+        .map_err(|e| CtrError::new(e, c_str!("Cannot get origin device")))?;
         let cow = target
             .get_device(a.cow.c)
             .map_err(|e| CtrError::new(e, c_str!("Cannot get COW device")))?;
@@ -154,6 +160,12 @@ impl Snapshot {
         }
         let (store, chunk) = table::parse_store(a.store.text, a.chunk_size.text)
             .map_err(|e| store_error(e, a.store.text))?;
+        if merge && store == StoreKind::Transient {
+            // Only the persistent store can merge (C: no `prepare_merge`).
+            return Err(CtrError::inval(c_str!(
+                "Snapshot exception store does not support snapshot-merge."
+            )));
+        }
         let block = origin.logical_block_size().max(cow.logical_block_size());
         if let Some(chunk) = chunk {
             chunk
@@ -200,6 +212,7 @@ impl Snapshot {
             store,
             table_end: target.begin() + target.len(),
             features: a.features,
+            merge,
         };
         let pool_error = |_| {
             CtrError::new(
@@ -231,6 +244,9 @@ impl Snapshot {
                     seq: Sequencer::new(),
                     waiting_turn: 0,
                     handover,
+                    merging: None,
+                    queued: BioList::new(),
+                    merge_failed: false,
                 }),
                 reads <- ReadTracker::new(),
                 throttle,
@@ -255,7 +271,8 @@ impl Snapshot {
             GFP_KERNEL,
         )
         .map_err(nomem)?;
-        target.set_num_flush_bios(1);
+        // A merge flushes the origin (bio 0) and the COW device (bio 1).
+        target.set_num_flush_bios(if merge { 2 } else { 1 });
         if a.features.discard_zeroes_cow {
             target.set_num_discard_bios(a.features.count());
         }
@@ -278,7 +295,13 @@ impl Snapshot {
         // load it meanwhile. It is not active, so origin writes pass it by.
         registry
             .register(entry, handover_from.as_ref())
-            .map_err(|_| pairing_failed())?;
+            .map_err(|e| {
+                if e == EBUSY {
+                    CtrError::inval(c_str!("A snapshot is already merging."))
+                } else {
+                    pairing_failed()
+                }
+            })?;
         if let (None, Some(header)) = (&handover_from, header) {
             load(&snap, chunk, block, header)?;
         }

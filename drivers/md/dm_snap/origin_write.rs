@@ -60,7 +60,9 @@ fn origin_pass<'a>(
     let mut wait_on = None;
     for snap in snaps_of(origins, dev) {
         let st = &snap.state;
-        if sector >= st.cfg.table_end || !st.is_active() {
+        // A merging snapshot gets no new exceptions: it is as good as
+        // deleted (C: `dm_target_is_snapshot_merge()`).
+        if sector >= st.cfg.table_end || !st.is_active() || st.cfg.merge {
             continue;
         }
         let chunk = st.cfg.chunk.sector_to_chunk(sector);
@@ -178,4 +180,33 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
             }
         }
     }
+}
+
+/// Starts the copies that the other snapshots of origin `dev` need before
+/// a merge overwrites `sectors` sectors from `sector`, in steps of `step`
+/// sectors (C: `origin_write_extent()`); returns whether one is pending,
+/// which the merge must wait for. Never waits for the COW throttle, as C's
+/// `__origin_write()` without a bio.
+pub(crate) fn origin_write_extent(
+    registry: &Registry,
+    dev: u32,
+    sector: u64,
+    sectors: u64,
+    step: u32,
+) -> bool {
+    let step = u64::from(step.max(1));
+    let origins = registry.read();
+    let mut must_wait = false;
+    let mut n = 0;
+    while n < sectors {
+        let mut held = None;
+        if !matches!(
+            origin_pass(&origins, dev, sector + n, Limit::Unthrottled, &mut held),
+            Pass::Done
+        ) {
+            must_wait = true;
+        }
+        n += step;
+    }
+    must_wait
 }

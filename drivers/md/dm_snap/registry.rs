@@ -19,13 +19,14 @@
 #![deny(unsafe_code)]
 
 use super::state::{Snap, SnapState};
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
-    c_str, new_rwsem,
+    c_str, new_rwsem, new_waitqueue,
     prelude::*,
     rbtree::{RBTree, RBTreeNode},
     sync::{
         rwsem::{ReadGuard, WriteGuard},
-        Arc, RwSemaphore,
+        Arc, RwSemaphore, WaitQueue,
     },
     workqueue::{OwnedQueue, WQ_MEM_RECLAIM},
 };
@@ -39,6 +40,7 @@ pub(crate) struct Entry {
     node: RBTreeNode<(u32, usize), Arc<Snap>>,
     origin: u32,
     cow: u32,
+    merge: bool,
 }
 
 /// The registry shared by both target types.
@@ -49,6 +51,12 @@ pub(crate) struct Registry {
     /// The persistent stores' header writes on invalidation (C: `ksnaphd`),
     /// drained when the module goes.
     ksnaphd: OwnedQueue,
+    /// Pending exceptions completed, in any snapshot: a merge waiting for
+    /// the copies it started in other snapshots waits for this to move (C:
+    /// `_pending_exceptions_done_count`, `_pending_exceptions_done`).
+    pending_done: AtomicU64,
+    #[pin]
+    pending_wait: WaitQueue,
 }
 
 impl Registry {
@@ -59,6 +67,8 @@ impl Registry {
             pin_init!(Self {
                 origins <- new_rwsem!(RBTree::new(), "dm_snapshot_rs:origins"),
                 ksnaphd,
+                pending_done: AtomicU64::new(0),
+                pending_wait <- new_waitqueue!(),
             }),
             GFP_KERNEL,
         )
@@ -69,11 +79,31 @@ impl Registry {
         &self.ksnaphd
     }
 
+    /// A pending exception left its table (C:
+    /// `increment_pending_exceptions_done_count()`).
+    pub(crate) fn pending_done(&self) {
+        self.pending_done.fetch_add(1, Ordering::AcqRel);
+        self.pending_wait.wake_up_all();
+    }
+
+    /// The count of pending exceptions done so far.
+    pub(crate) fn pending_done_count(&self) -> u64 {
+        self.pending_done.load(Ordering::Acquire)
+    }
+
+    /// Waits until a pending exception is done after `seen` was counted.
+    pub(crate) fn wait_pending_done(&self, seen: u64) {
+        self.pending_wait
+            .wait_io(|| self.pending_done.load(Ordering::Acquire) != seen);
+    }
+
     /// The place of `snap`, a snapshot of origin `dev`, in the registry.
     pub(crate) fn entry(dev: u32, snap: Arc<Snap>) -> Result<Entry> {
         let key = (dev, Snap::id(&snap));
         let cow = snap.cow_dev();
+        let merge = snap.state().cfg.merge;
         Ok(Entry {
+            merge,
             node: RBTreeNode::new(key, snap, GFP_KERNEL)?,
             origin: dev,
             cow,
@@ -94,6 +124,10 @@ impl Registry {
         };
         if !same {
             return Err(EINVAL);
+        }
+        // One merging snapshot per origin (C: `__validate_exception_handover()`).
+        if entry.merge && snaps_of(&origins, entry.origin).any(|s| s.state().cfg.merge) {
+            return Err(EBUSY);
         }
         origins.insert(entry.node);
         Ok(())

@@ -43,11 +43,12 @@ use super::{
 use crate::dm_snap_core::{
     chunk::ChunkSize,
     commit::Sequencer,
+    merge::Run,
     table::{Features, StoreKind},
 };
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
-    bio::Bio,
+    bio::{Bio, BioList},
     device_mapper::{kcopyd, Device, TableEvent},
     mempool::{Mempool, PoolBox},
     prelude::*,
@@ -66,6 +67,9 @@ pub(crate) struct Config {
     /// Origin writes at or beyond this sector need no copy.
     pub(crate) table_end: u64,
     pub(crate) features: Features,
+    /// A `snapshot-merge` table: it merges its exceptions into the origin
+    /// and gets no new ones.
+    pub(crate) merge: bool,
 }
 
 impl Config {
@@ -107,6 +111,14 @@ pub(super) struct Inner {
     /// Set while this table waits to take a live snapshot's exceptions
     /// over.
     pub(super) handover: Option<Handover>,
+    /// `snapshot-merge`: the chunks being merged, whose writes wait in
+    /// `queued` (C: `first_merging_chunk`, `num_merging_chunks`,
+    /// `bios_queued_during_merge`).
+    pub(super) merging: Option<Run>,
+    pub(super) queued: BioList,
+    /// `snapshot-merge`: the merge stopped on an error (C:
+    /// `merge_failed`); I/O goes on.
+    pub(super) merge_failed: bool,
 }
 
 /// Why a snapshot is invalidated.
@@ -186,6 +198,7 @@ impl SnapState {
     pub(super) fn remove_pending(&self, inner: &mut Inner, chunk: u64) -> Option<PoolBox<Pending>> {
         let pe = inner.pending.remove(chunk)?;
         self.drain.put();
+        self.registry.pending_done();
         Some(pe)
     }
 
