@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Device-mapper snapshot targets (`snapshot-origin` and `snapshot`),
-//! written in Rust.
+//! Device-mapper snapshot targets (`snapshot-origin`, `snapshot` and
+//! `snapshot-merge`), written in Rust.
 //!
 //! A drop-in replacement for `dm-snapshot.ko`: same target names, table
 //! syntax, status lines, module parameters and on-disk COW format.
@@ -28,6 +28,8 @@ pub mod dm_snap_core;
 mod drain;
 #[path = "dm_snap/handover.rs"]
 mod handover;
+#[path = "dm_snap/merge.rs"]
+mod merge;
 #[path = "dm_snap/origin.rs"]
 mod origin;
 #[path = "dm_snap/origin_write.rs"]
@@ -49,6 +51,7 @@ mod store;
 #[path = "dm_snap/throttle.rs"]
 mod throttle;
 
+use merge::SnapshotMerge;
 use origin::Origin;
 use registry::Registry;
 use snapshot::Snapshot;
@@ -86,6 +89,7 @@ kernel::module_param_uint!(
 struct DmSnapshotRs {
     _origin: Pin<KBox<Registration<Origin>>>,
     _snapshot: Pin<KBox<Registration<Snapshot>>>,
+    _merge: Pin<KBox<Registration<SnapshotMerge>>>,
 }
 
 fn already_registered(e: &Error) {
@@ -103,7 +107,12 @@ impl kernel::Module for DmSnapshotRs {
         )
         .inspect_err(already_registered)?;
         let snapshot = KBox::pin_init(
-            Registration::new(snapshot::NAME, snapshot::VERSION, module, registry),
+            Registration::new(snapshot::NAME, snapshot::VERSION, module, registry.clone()),
+            GFP_KERNEL,
+        )
+        .inspect_err(already_registered)?;
+        let merge = KBox::pin_init(
+            Registration::new(merge::NAME, merge::VERSION, module, registry),
             GFP_KERNEL,
         )
         .inspect_err(already_registered)?;
@@ -111,6 +120,7 @@ impl kernel::Module for DmSnapshotRs {
         Ok(DmSnapshotRs {
             _origin: origin,
             _snapshot: snapshot,
+            _merge: merge,
         })
     }
 }

@@ -22,7 +22,7 @@
 #![deny(unsafe_code)]
 
 use super::{
-    copy::CopyJob, pending::Pending, read_tracker::Tracked, registry::Registry, state::Snap,
+    copy::CopyJob, merge, pending::Pending, read_tracker::Tracked, registry::Registry, state::Snap,
     throttle::Slot,
 };
 use core::{fmt::Write, sync::atomic::Ordering};
@@ -66,6 +66,8 @@ impl Snapshot {
         let inner = self.snap.state.inner.lock();
         if !inner.valid {
             let _ = write!(out, "Invalid");
+        } else if inner.merge_failed {
+            let _ = write!(out, "Merge failed");
         } else if inner.overflowed {
             let _ = write!(out, "Overflow");
         } else {
@@ -165,7 +167,7 @@ impl TargetOperations for Snapshot {
         args: &Args<'_>,
         registry: &Arc<Registry>,
     ) -> Result<Pin<KBox<Self>>, CtrError> {
-        Self::build(target, args, registry)
+        Self::build(target, args, registry, false)
     }
 
     fn map(&self, _target: &Target, mut bio: MapBio, data: &mut SnapBio) -> MapResult {
@@ -256,15 +258,20 @@ impl TargetOperations for Snapshot {
                 }
             }
             StatusType::Ima => {
-                let (valid, overflowed) = {
+                let (valid, merge_failed, overflowed) = {
                     let inner = st.inner.lock();
-                    (inner.valid, inner.overflowed)
+                    (inner.valid, inner.merge_failed, inner.overflowed)
                 };
                 let yn = |b: bool| if b { 'y' } else { 'n' };
+                let (name, version) = if st.cfg.merge {
+                    (merge::NAME, merge::VERSION)
+                } else {
+                    (NAME, VERSION)
+                };
                 let _ = write!(
                     out,
                     "target_name={},target_version={}.{}.{},",
-                    NAME, VERSION[0], VERSION[1], VERSION[2]
+                    name, version[0], version[1], version[2]
                 );
                 let _ = write!(
                     out,
@@ -274,8 +281,9 @@ impl TargetOperations for Snapshot {
                 );
                 let _ = write!(
                     out,
-                    "snap_valid={},snap_merge_failed=n,snapshot_overflowed={};",
+                    "snap_valid={},snap_merge_failed={},snapshot_overflowed={};",
                     yn(valid),
+                    yn(merge_failed),
                     yn(overflowed)
                 );
             }
