@@ -23,7 +23,7 @@ SOAK=${DM_SNAP_SOAK:-0}
 if [ "$SOAK" = 1 ]; then
 	GUEST_GROUPS=${DM_SNAP_GROUPS:-faults throttle stress}
 else
-	GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params review faults corrupt compat persist crash lvm throttle stress}
+	GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params review merge faults corrupt compat persist crash lvm throttle stress}
 fi
 RESULTS=$(mktemp -d /tmp/dm-snap-check.XXXXXX)
 pass=0 fail=0 skip=0 KDIR=
