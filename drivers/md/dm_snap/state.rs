@@ -27,6 +27,11 @@
 //! writes a completion releases are retried only once its locks are
 //! dropped. A writer sleeping for the throttle or for a drain holds no
 //! lock at all (the deadlock of the 2019 dm-devel thread).
+//!
+//! A merge (`merge.rs`) takes the registry only with no lock of its
+//! snapshot held, then its `meta` for the rest of a step, and `inner`
+//! under it for short moments; it waits for its copy and for the writes
+//! to the chunks it merges with `inner` dropped.
 
 #![deny(unsafe_code)]
 
