@@ -216,7 +216,10 @@ impl Merger {
         let (run, mut state) = self.prepare()?;
         let chunk = st.cfg.chunk;
         let io_sectors = run.chunks.saturating_mul(u64::from(chunk.sectors()));
-        let dest = chunk.first_sector(run.old_chunk);
+        // An exception past the origin's end (the origin shrank, or the
+        // metadata says so) has nothing to copy; a chunk beyond `u64`
+        // sectors must not wrap around onto the origin's start.
+        let dest = chunk.chunk_to_sector(run.old_chunk).unwrap_or(u64::MAX);
         let count = io_sectors.min(snap.origin.sectors().saturating_sub(dest));
         // The other snapshots copy the chunks before the merge overwrites
         // them; wait until they have. No lock of ours is held: the
@@ -224,7 +227,7 @@ impl Merger {
         let dev = st.cfg.origin_dev;
         let step = self.step.load(Ordering::Relaxed);
         let mut seen = self.registry.pending_done_count();
-        while origin_write_extent(&self.registry, dev, dest, io_sectors, step) {
+        while origin_write_extent(&self.registry, dev, dest, count, step) {
             self.registry.wait_pending_done(seen);
             seen = self.registry.pending_done_count();
         }

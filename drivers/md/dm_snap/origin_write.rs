@@ -199,14 +199,17 @@ pub(crate) fn origin_write_extent(
     let mut must_wait = false;
     let mut n = 0;
     while n < sectors {
+        let Some(at) = sector.checked_add(n) else {
+            break;
+        };
         let mut held = None;
         if !matches!(
-            origin_pass(&origins, dev, sector + n, Limit::Unthrottled, &mut held),
+            origin_pass(&origins, dev, at, Limit::Unthrottled, &mut held),
             Pass::Done
         ) {
             must_wait = true;
         }
-        n += step;
+        n = n.saturating_add(step);
     }
     must_wait
 }
