@@ -15,10 +15,10 @@
 #
 # DM_SNAP_MERGE_DELAY_MS: the delay of the COW device in the tests that
 # interrupt a merge, which makes each merge step slow enough to stop in
-# the middle (default 25).
+# the middle (default 100).
 
 load_impl
-MERGE_DELAY=${DM_SNAP_MERGE_DELAY_MS:-25}
+MERGE_DELAY=${DM_SNAP_MERGE_DELAY_MS:-100}
 
 # status_of NAME: the status of dmst-NAME past the target name.
 status_of() { dmsetup status "$DM_PREFIX-$1" | cut -d' ' -f4-; }
