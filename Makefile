@@ -13,12 +13,13 @@
 #   make kernel / module  build steps alone
 #   make host-test        the host unit tests of the kernel-independent logic
 #   make bench            the COW throttle benchmark, C against ours
+#   make lvm2-check       LVM2's own snapshot test scripts, on C and on ours
 
 ifneq ($(KERNELRELEASE),)
 include $(src)/Kbuild
 else
 
-.PHONY: run check check-reference check-debug soak kernel module host-test bench clean
+.PHONY: run check check-reference check-debug soak kernel module host-test bench lvm2-check clean
 
 run:
 	@scripts/run.sh
@@ -46,6 +47,9 @@ host-test:
 
 bench:
 	@scripts/bench.sh
+
+lvm2-check:
+	@scripts/lvm2-tests.sh
 
 clean:
 	@KDIR=$$(scripts/build-kernel.sh 2>/dev/null) && \

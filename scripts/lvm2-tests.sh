@@ -31,9 +31,14 @@
 
 if [ "${1:-}" = guest ]; then
 	set -uo pipefail
-	impl=$2 lvm2=$3 out=$4
-	shift 4
+	impl=$2 lvm2=$3
+	shift 3
 	: "${KDIR:?}" "${TOP:?}"
+	# The host's root is read-only here: the results are written to a
+	# tmpfs, and sent to the host as a tar file on stdout at the end.
+	mkdir -p /run/lvm2-results
+	mount -t tmpfs lvm2-results /run/lvm2-results
+	out=/run/lvm2-results/$impl
 	mkdir -p "$out"
 	case $impl in
 	rust)	# LVM2's modprobe of dm-snapshot (or an alias: dm-snapshot-origin,
@@ -55,7 +60,7 @@ if [ "${1:-}" = guest ]; then
 	cd "$lvm2/test" || exit 1
 	rc=0
 	LVM_TEST_DIR=/run/lvm2-test ./lib/runner --testdir . --outdir "$out" \
-		--flavours ndev-vanilla --only "${only%,}" --batch \
+		--flavours ndev-vanilla --only "${only%,}" --verbose \
 		--timeout "${LVM2_TIMEOUT:-600}" || rc=$?
 	{ echo "modules after the run:"; grep -E '^dm_snapshot' /proc/modules; } >> "$out/env.txt"
 	if [ "$impl" = rust ] && grep -q '^dm_snapshot ' /proc/modules; then
@@ -63,6 +68,10 @@ if [ "${1:-}" = guest ]; then
 		touch "$out/void"
 	fi
 	echo "### runner exit $rc"
+	echo "### results"
+	tar -C "$out" -cJ . | base64 -w 0
+	echo
+	echo "### end of results"
 	exit 0
 fi
 
@@ -165,9 +174,14 @@ for impl in $IMPLS; do
 	log "$impl: booting the guest; console: $RES/$impl-vm/console"
 	rc=0
 	"$TOP/scripts/vm-run.sh" -t "${LVM2_GUEST_LIMIT:-14400}" -m 3G -o "$RES/$impl-vm" "$KDIR" -- \
-		"cd $TOP && KDIR=$KDIR TOP=$TOP LVM2_TIMEOUT=${LVM2_TIMEOUT:-600} $TOP/scripts/lvm2-tests.sh guest $impl $LVM2 $RES/$impl ${SCRIPTS[*]}" ||
+		"cd $TOP && KDIR=$KDIR TOP=$TOP LVM2_TIMEOUT=${LVM2_TIMEOUT:-600} $TOP/scripts/lvm2-tests.sh guest $impl $LVM2 ${SCRIPTS[*]}" ||
 		rc=$?
 	VM_RC[$impl]=$rc
+	mkdir -p "$RES/$impl"
+	sed -n '/^### results$/,/^### end of results$/p' "$RES/$impl-vm/stdout" | sed '1d;$d' |
+		base64 -d 2>/dev/null | tar -C "$RES/$impl" -xJ 2>/dev/null ||
+		log "$impl: no results from the guest (see $RES/$impl-vm)"
+	grep -a '^### ' "$RES/$impl-vm/stdout" | grep -v 'results$' >&2 || true
 	log "$impl: guest ended with status $rc after $((SECONDS - t0)) s"
 done
 
