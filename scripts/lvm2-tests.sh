@@ -9,7 +9,8 @@
 #   LVM2_TESTS="snapshot-usage lvcreate-small-snap"   only these scripts
 #   LVM2_IMPLS="c rust"      the implementations, in this order (one boot each)
 #   LVM2_TIMEOUT=600         a script is killed after this many silent seconds
-#   LVM2_GUEST_LIMIT=14400   one guest boot's time limit, in seconds
+#   LVM2_GUEST_LIMIT=N       one guest boot's time limit, in seconds
+#                            (default: 15 minutes a script, plus 5)
 #
 # The source is Debian's lvm2 source package (2.03.16, its pristine
 # tarball), built once into $CACHE/lvm2-<version> (DM_SNAP_CACHE, as the
@@ -173,7 +174,7 @@ for impl in $IMPLS; do
 	t0=$SECONDS
 	log "$impl: booting the guest; console: $RES/$impl-vm/console"
 	rc=0
-	"$TOP/scripts/vm-run.sh" -t "${LVM2_GUEST_LIMIT:-14400}" -m 3G -o "$RES/$impl-vm" "$KDIR" -- \
+	"$TOP/scripts/vm-run.sh" -t "${LVM2_GUEST_LIMIT:-$((300 + 900 * ${#SCRIPTS[@]}))}" -m 3G -o "$RES/$impl-vm" "$KDIR" -- \
 		"cd $TOP && KDIR=$KDIR TOP=$TOP LVM2_TIMEOUT=${LVM2_TIMEOUT:-600} $TOP/scripts/lvm2-tests.sh guest $impl $LVM2 ${SCRIPTS[*]}" ||
 		rc=$?
 	VM_RC[$impl]=$rc
