@@ -28,7 +28,8 @@
 # the C module (LVM2 modprobes dm-snapshot); the run is void if it loaded
 # anyway.
 #
-# In the guest: lvm2-tests.sh guest IMPL LVM2_DIR OUT_DIR SCRIPTS...
+# In the guest: lvm2-tests.sh guest IMPL LVM2_DIR SCRIPTS...
+# The report again from a results directory: lvm2-tests.sh report DIR
 
 if [ "${1:-}" = guest ]; then
 	set -uo pipefail
@@ -57,22 +58,29 @@ if [ "${1:-}" = guest ]; then
 	# one that allows device nodes (its private /dev).
 	mkdir -p /run/lvm2-test
 	mount -t tmpfs -o size=1200m,mode=0755 lvm2-test /run/lvm2-test
-	only=$(printf 'shell/%s.sh,' "$@")
 	cd "$lvm2/test" || exit 1
-	rc=0
-	LVM_TEST_DIR=/run/lvm2-test ./lib/runner --testdir . --outdir "$out" \
-		--flavours ndev-vanilla --only "${only%,}" --verbose \
-		--timeout "${LVM2_TIMEOUT:-600}" || rc=$?
-	{ echo "modules after the run:"; grep -E '^dm_snapshot' /proc/modules; } >> "$out/env.txt"
-	if [ "$impl" = rust ] && grep -q '^dm_snapshot ' /proc/modules; then
-		echo "### VOID: the C dm_snapshot module was loaded during the run of ours"
-		touch "$out/void"
-	fi
-	echo "### runner exit $rc"
-	echo "### results"
-	tar -C "$out" -cJ . | base64 -w 0
-	echo
-	echo "### end of results"
+	# One runner a script, each into its own directory; after each, all
+	# results so far go to the host (as a tar file between two marker
+	# lines on stdout; the host takes the last), so a guest stopped at
+	# its time limit still reports the scripts it ran.
+	for s in "$@"; do
+		echo "### $s"
+		mkdir -p "$out/$s"
+		rc=0
+		LVM_TEST_DIR=/run/lvm2-test ./lib/runner --testdir . --outdir "$out/$s" \
+			--flavours ndev-vanilla --only "shell/$s.sh" --verbose \
+			--timeout "${LVM2_TIMEOUT:-600}" || rc=$?
+		cat "$out/$s/list" >> "$out/list" 2>/dev/null
+		if [ "$impl" = rust ] && grep -q '^dm_snapshot ' /proc/modules; then
+			echo "### VOID: the C dm_snapshot module was loaded during the run of ours"
+			touch "$out/void"
+		fi
+		echo "### $s: runner exit $rc"
+		echo "### results"
+		tar -C "$out" -cJ . | base64 -w 0
+		echo
+		echo "### end of results"
+	done
 	exit 0
 fi
 
@@ -81,6 +89,87 @@ fi
 LVM2_VERSION=2.03.16
 LVM2=$CACHE/lvm2-$LVM2_VERSION
 IMPLS=${LVM2_IMPLS:-c rust}
+
+# ---- the report --------------------------------------------------------------------
+# extract IMPL: the last results the guest sent, into $RES/IMPL.
+extract() {
+	rm -rf "$RES/$1"
+	mkdir -p "$RES/$1"
+	awk '/^### results$/ {b = ""; on = 1; next} /^### end of results$/ {last = b; on = 0; next}
+		on {b = b $0} END {print last}' "$RES/$1-vm/stdout" |
+		base64 -d 2>/dev/null | tar -C "$RES/$1" -xJ 2>/dev/null ||
+		log "$1: no results from the guest (see $RES/$1-vm)"
+}
+
+# result IMPL SCRIPT: the runner's word for the script, with the reason
+# of a skip.
+result() {
+	local d=$RES/$1 r why
+	r=$(awk -v t="ndev-vanilla:shell/$2.sh" '$1 == t {print $2}' "$d/list" 2>/dev/null | tail -n1)
+	[ -n "$r" ] || r="not run"
+	[ ! -e "$d/void" ] || r="void"
+	if [ "$r" = skipped ]; then
+		why=$(cat "$d/$2/ndev-vanilla:shell_$2.sh.txt" "$d/ndev-vanilla:shell_$2.sh.txt" 2>/dev/null | grep -a "TEST SKIPPED:" |
+			head -n1 | sed 's/.*TEST SKIPPED: *//')
+		r="skipped${why:+ ($why)}"
+	fi
+	echo "$r"
+}
+
+# report: the table, printed and in $RES/report.txt.
+report() {
+	local impl s line w rc regress=()
+	mapfile -t SCRIPTS < "$RES/scripts"
+	IMPLS=$(cat "$RES/impls")
+	for impl in $IMPLS; do
+		extract "$impl"
+	done
+	{
+		echo "LVM2 $LVM2_VERSION test/shell, flavour ndev-vanilla, kernel $(cat "$RES/kernel")"
+		echo "results: $RES (runner logs: <impl>/<script>/*.txt)"
+		for impl in $IMPLS; do
+			rc=$(cat "$RES/$impl-vm/rc" 2>/dev/null || echo '?')
+			case $rc in
+			124) rc="$rc (time limit)" ;;
+			125) rc="$rc (kernel splat, see $RES/$impl-vm/console)" ;;
+			esac
+			echo "guest $impl: status $rc"
+		done
+		echo
+		line=$(printf '%-36s' script)
+		for impl in $IMPLS; do
+			line+=$(printf ' %-30s' "$impl")
+		done
+		echo "$line"
+		for s in "${SCRIPTS[@]}"; do
+			line=$(printf '%-36s' "$s")
+			for impl in $IMPLS; do
+				line+=$(printf ' %-30s' "$(result "$impl" "$s")")
+			done
+			echo "$line"
+		done
+		echo
+		for impl in $IMPLS; do
+			printf '%s:' "$impl"
+			for w in passed skipped failed timeout warnings; do
+				printf ' %s %s,' "$(awk -v w=$w '$2 == w' "$RES/$impl/list" 2>/dev/null | wc -l)" "$w"
+			done
+			echo
+		done
+		if [[ " $IMPLS " == *" c "* ]] && [[ " $IMPLS " == *" rust "* ]]; then
+			for s in "${SCRIPTS[@]}"; do
+				[ "$(result c "$s")" = passed ] && [ "$(result rust "$s")" != passed ] && regress+=("$s")
+			done
+			echo "passed on C but not on ours: ${regress[*]:-none}"
+		fi
+	} | tee "$RES/report.txt"
+}
+
+if [ "${1:-}" = report ]; then
+	RES=$(cd "$2" && pwd)
+	report
+	exit 0
+fi
 
 # ---- install, fetch, build ---------------------------------------------------
 "$TOP/scripts/setup.sh"
@@ -168,8 +257,10 @@ KDIR=$("$TOP/scripts/build-kernel.sh")
 # Outside the repository, and not under /tmp (hidden from the guest).
 RES=$CACHE/lvm2-results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RES"
+printf '%s\n' "${SCRIPTS[@]}" > "$RES/scripts"
+echo "$IMPLS" > "$RES/impls"
+echo "$KDIR" > "$RES/kernel"
 log "${#SCRIPTS[@]} LVM2 scripts, implementations: $IMPLS; results in $RES"
-declare -A VM_RC
 for impl in $IMPLS; do
 	t0=$SECONDS
 	log "$impl: booting the guest; console: $RES/$impl-vm/console"
@@ -177,59 +268,8 @@ for impl in $IMPLS; do
 	"$TOP/scripts/vm-run.sh" -t "${LVM2_GUEST_LIMIT:-$((300 + 900 * ${#SCRIPTS[@]}))}" -m 3G -o "$RES/$impl-vm" "$KDIR" -- \
 		"cd $TOP && KDIR=$KDIR TOP=$TOP LVM2_TIMEOUT=${LVM2_TIMEOUT:-600} $TOP/scripts/lvm2-tests.sh guest $impl $LVM2 ${SCRIPTS[*]}" ||
 		rc=$?
-	VM_RC[$impl]=$rc
-	mkdir -p "$RES/$impl"
-	sed -n '/^### results$/,/^### end of results$/p' "$RES/$impl-vm/stdout" | sed '1d;$d' |
-		base64 -d 2>/dev/null | tar -C "$RES/$impl" -xJ 2>/dev/null ||
-		log "$impl: no results from the guest (see $RES/$impl-vm)"
-	grep -a '^### ' "$RES/$impl-vm/stdout" | grep -v 'results$' >&2 || true
+	echo "$rc" > "$RES/$impl-vm/rc"
 	log "$impl: guest ended with status $rc after $((SECONDS - t0)) s"
+	grep -a '^### ' "$RES/$impl-vm/stdout" | grep -v 'results$' >&2 || true
 done
-
-# ---- the report --------------------------------------------------------------------
-# result IMPL SCRIPT: the runner's word for the script, with the reason of
-# a skip.
-result() {
-	local d=$RES/$1 r why
-	r=$(awk -v t="ndev-vanilla:shell/$2.sh" '$1 == t {print $2}' "$d/list" 2>/dev/null)
-	[ -n "$r" ] || r="not run"
-	[ ! -e "$d/void" ] || r="void"
-	if [ "$r" = skipped ]; then
-		why=$(grep -ah 'TEST SKIPPED:' "$d/ndev-vanilla:shell_$2.sh.txt" 2>/dev/null |
-			head -n1 | sed 's/.*TEST SKIPPED: *//')
-		r="skipped${why:+ ($why)}"
-	fi
-	echo "$r"
-}
-
-{
-	echo "LVM2 $LVM2_VERSION test/shell, flavour ndev-vanilla, kernel $KDIR"
-	echo "results: $RES"
-	for impl in $IMPLS; do
-		echo "guest $impl: status ${VM_RC[$impl]}$([ "${VM_RC[$impl]}" = 125 ] && echo ' (kernel splat, see console)')"
-	done
-	echo
-	printf '%-40s %-28s %s\n' script "$(echo $IMPLS | cut -d' ' -f1)" "$(echo $IMPLS | cut -s -d' ' -f2)"
-	for s in "${SCRIPTS[@]}"; do
-		line=$(printf '%-40s' "$s")
-		for impl in $IMPLS; do
-			line+=$(printf ' %-28s' "$(result "$impl" "$s")")
-		done
-		echo "$line"
-	done
-	echo
-	for impl in $IMPLS; do
-		printf '%s: ' "$impl"
-		for w in passed skipped failed timeout warnings; do
-			printf '%s %s, ' "$(awk -v w=$w '$2 == w' "$RES/$impl/list" 2>/dev/null | wc -l)" "$w"
-		done
-		echo
-	done
-	regress=()
-	if [[ " $IMPLS " == *" c "* ]] && [[ " $IMPLS " == *" rust "* ]]; then
-		for s in "${SCRIPTS[@]}"; do
-			[ "$(result c "$s")" = passed ] && [ "$(result rust "$s")" != passed ] && regress+=("$s")
-		done
-		echo "passed on C but not on ours: ${regress[*]:-none}"
-	fi
-} | tee "$RES/report.txt"
+report
