@@ -196,10 +196,10 @@ wait_merged() {
 # ("inactive"); after the activation the merge runs, and the origin then
 # reads as the snapshot did.
 t_lvm_merge() {
+	need_target snapshot-merge
 	need_store P
 	need_target snapshot-origin
 	need_target snapshot
-	need_target snapshot-merge
 	lvm_setup 64
 	snap s 8M
 	pattern B 2 > "$WORK/B"
