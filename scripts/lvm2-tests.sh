@@ -106,7 +106,10 @@ extract() {
 result() {
 	local d=$RES/$1 r why
 	r=$(awk -v t="ndev-vanilla:shell/$2.sh" '$1 == t {print $2}' "$d/list" 2>/dev/null | tail -n1)
-	[ -n "$r" ] || r="not run"
+	if [ -z "$r" ]; then
+		r="not run"
+		[ "$(cat "$RES/$1-vm/rc" 2>/dev/null)" != 124 ] || r="not run (guest time limit)"
+	fi
 	[ ! -e "$d/void" ] || r="void"
 	if [ "$r" = skipped ]; then
 		why=$(cat "$d/$2/ndev-vanilla:shell_$2.sh.txt" "$d/ndev-vanilla:shell_$2.sh.txt" 2>/dev/null | grep -a "TEST SKIPPED:" |
