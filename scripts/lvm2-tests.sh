@@ -207,7 +207,7 @@ fetch_lvm2() {
 		apt-get update -qq
 	fi
 	mkdir -p "$src"
-	(cd "$src" && apt-get source --download-only "lvm2=$LVM2_VERSION-*" > apt-source.log 2>&1) ||
+	(cd "$src" && apt-get source --download-only lvm2 > apt-source.log 2>&1) ||
 		(cd "$src" && apt-get update -qq && apt-get source --download-only lvm2 >> apt-source.log 2>&1) ||
 		{ tail -n 20 "$src/apt-source.log" >&2; die "apt-get source lvm2 failed"; }
 	ls "$src"/lvm2_"$LVM2_VERSION".orig.tar.* > /dev/null 2>&1 ||
