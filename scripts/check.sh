@@ -21,7 +21,7 @@ IMPL=${DM_SNAP_IMPL:-rust}
 FLAVOR=${DM_SNAP_FLAVOR:-default}
 SOAK=${DM_SNAP_SOAK:-0}
 if [ "$SOAK" = 1 ]; then
-	GUEST_GROUPS=${DM_SNAP_GROUPS:-faults throttle stress}
+	GUEST_GROUPS=${DM_SNAP_GROUPS:-faults throttle stress lvm-workflows}
 else
 	GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params review merge faults corrupt compat persist crash lvm throttle stress}
 fi
