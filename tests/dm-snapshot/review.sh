@@ -289,29 +289,35 @@ t_read_vs_overwrite() {
 
 # C: snapshot_ctr() opens the snapshot's origin with BLK_OPEN_READ only
 # (BLK_OPEN_WRITE is for snapshot-merge), the COW device with the table's
-# mode. Here the origin is a read-only loop device, which fails writes.
-# The test kernel has no device that refuses a writer's open and not a
-# reader's: with CONFIG_BLK_DEV_WRITE_MOUNTED=y bdev_may_open() lets every
-# writer in, dm opens its devices with bdev_file_open_by_dev(), which does
-# not check bdev_read_only(), and the open() of loop and dm devices takes
-# any mode. So this test passes whichever mode the origin is opened with.
+# mode, so a snapshot of a device that refuses writers loads. A read-only
+# loop device does not tell the two apart (bdev_file_open_by_dev() lets a
+# writer in), nor does a mounted one (claimed exclusively, it refuses
+# readers too); a device cgroup does. Here the v1 "devices" controller,
+# which the loading dmsetup runs in, refuses writers of the origin (EPERM)
+# and lets readers in; the COW device stays writable.
 t_readonly_origin() {
 	need_target snapshot
-	local img base cow sz s
-	img=$(mktemp "$WORK/XXXXXX.img")
-	pattern A 4 > "$img"
-	cp "$img" "$WORK/A"
-	base=$(losetup --show -f -r "$img")
+	local base cow sz cg=$WORK/devcg rc=0
+	base=$(mkloop 4)
 	sz=$(sectors "$base")
 	cow=$(mkloop 4)
-	s=$(dm s1 "0 $sz snapshot $base $cow N 8")
-	same "$s" "$WORK/A"
-	# The snapshot is writable: its writes go to the COW device.
-	pattern B 1 > "$WORK/B"
-	write_at "$s" "$WORK/B" 1024
-	splice "$WORK/A" "$WORK/B" 1024 > "$WORK/exp"
-	same "$s" "$WORK/exp"
-	same "$base" "$WORK/A"
+	mkdir -p "$cg"
+	mount -t cgroup -o devices devcg "$cg" 2>/dev/null ||
+		skip_because "devices cgroup (CONFIG_CGROUP_DEVICE)"
+	mkdir "$cg/ro"
+	echo "b $(devno "$base") w" > "$cg/ro/devices.deny"
+	(
+		echo "$BASHPID" > "$cg/ro/cgroup.procs"
+		if dd if=/dev/zero of="$base" bs=4k count=1 oflag=direct conv=notrunc \
+			status=none 2>/dev/null; then
+			echo "the device cgroup let a writer open $base"
+			exit 1
+		fi
+		dm s1 "0 $sz snapshot $base $cow N 8" > /dev/null
+	) || rc=$?
+	rmdir "$cg/ro"
+	umount "$cg"
+	return $rc
 }
 
 # C: the stores read the COW device's size at every allocation
