@@ -347,34 +347,51 @@ t_cow_grown() {
 # C: snapshot_resume() suspends the origin device internally
 # (dm_internal_suspend_fast()) around __handover_exceptions(), so the
 # source's copies drain however busy the origin is, and a reload of a
-# snapshot (lvextend) resumes promptly under origin writes. Here four fio
-# writers (16 writes in flight each) keep copying new chunks into a P
-# snapshot on a COW device whose writes dm-delay slows down, while the
-# snapshot's table is reloaded on the same COW device; the resume must
-# finish well before the writers stop, and the snapshot must still read as
-# the origin did before the writes (no write may slip past both tables).
-# Ours before the fix passed it too: its drain loop did find the source
-# idle within seconds here, so this guards the handover's data, and its
-# time, rather than proving the spin.
+# snapshot (lvextend) resumes promptly under origin writes. Here 64
+# writers, each of one 4 KiB write at a time at Poisson times (4 a
+# second), keep copying new chunks into an N snapshot on a COW device
+# whose writes dm-delay holds (200 ms), about 40 copies in flight at any
+# time and never none; once the copies flow, the snapshot's table is
+# reloaded on the same COW device. The resume must finish well before the
+# writers stop, and the snapshot must still read as the origin did before
+# the writes (no write may slip past both tables). Ours before the fix
+# waited for a moment with no copy in flight and took as long as the
+# writers (38 s). The P store's batched commits leave such moments, and
+# fio with a queue depth drains its queue before it sleeps for a rate, so
+# neither shows the wait.
 t_handover_busy() {
-	need_store P
-	setup_origin 32
-	local cow dcow table t0 took pid
-	cow=$(mkloop 40)
-	dcow=$(dm dcow "0 $(sectors "$cow") delay $cow 0 0 $cow 0 ${DM_SNAP_REVIEW_COW_DELAY_MS:-50}")
-	table="0 $SZ snapshot $BASE $dcow P 8"
+	setup_origin 64
+	local cow dcow table t0 took pid a0 a1 n=0
+	cow=$(mkloop 48)
+	dcow=$(dm dcow "0 $(sectors "$cow") delay $cow 0 0 $cow 0 ${DM_SNAP_REVIEW_COW_DELAY_MS:-200}")
+	table="0 $SZ snapshot $BASE $dcow N 8"
 	dm_snap s1 "$table" > /dev/null
 	fio --name=busy --filename="$ORIGIN" --rw=randwrite --bs=4k --direct=1 \
-		--ioengine=libaio --iodepth=16 --numjobs=4 --time_based --runtime="${DM_SNAP_REVIEW_BUSY_SECONDS:-40}" \
-		--randrepeat=0 --output=/dev/null &
+		--ioengine=psync --thread --numjobs=64 --rate_iops=4 --rate_process=poisson \
+		--time_based --runtime="${DM_SNAP_REVIEW_BUSY_SECONDS:-40}" --randrepeat=0 \
+		--output=/dev/null &
 	pid=$!
-	sleep 5
+	# fio takes seconds to start its writers: wait for two seconds in a
+	# row with 50 copies or more each.
+	allocated() { status_of s1 | cut -d/ -f1; }
+	a0=$(allocated)
+	for _ in $(seq 60); do
+		sleep 1
+		a1=$(allocated)
+		if [ $((a1 - a0)) -ge 400 ]; then n=$((n + 1)); else n=0; fi
+		a0=$a1
+		[ $n -lt 2 ] || break
+	done
+	if [ $n -lt 2 ]; then
+		echo "the writers did not keep copying: $a1 sectors allocated"
+		return 1
+	fi
 	dmsetup reload "$DM_PREFIX-s1" --table "$table"
 	t0=$(date +%s%N)
 	dmsetup suspend "$DM_PREFIX-s1"
 	dmsetup resume "$DM_PREFIX-s1"
 	took=$((($(date +%s%N) - t0) / 1000000))
-	echo "# suspend and resume with the handover took $took ms under origin writes"
+	echo "# suspend and resume with the handover took $took ms under origin writes ($a1 sectors allocated before, $(allocated) after)"
 	wait $pid
 	if [ "$took" -gt "${DM_SNAP_REVIEW_RESUME_LIMIT_MS:-15000}" ]; then
 		echo "the handover waited for the origin writes to stop ($took ms)"
