@@ -333,7 +333,7 @@ for g in $rest; do
 	# Two boots on one disk: the second sees what the first left (crash:
 	# the first stops the guest hard in the middle of writes).
 	disk=$RESULTS/$g.img
-	truncate -s 64M "$disk"
+	truncate -s 128M "$disk"
 	run_group "$g" "$PERSIST_LIMIT" 1 -d "$disk"
 	run_group "$g" "$PERSIST_LIMIT" 2 -d "$disk"
 done

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
 # Persistence across a guest reboot. The host runs phase 1, then boots the
-# guest again on the same 64 MiB disk (virtio: /dev/vda, or /dev/sda) for
+# guest again on the same disk (64 MiB at least; virtio: /dev/vda, or /dev/sda) for
 # phase 2.
 #
 # Disk layout: origin 16 MiB | P COW 8 MiB | N COW 8 MiB
