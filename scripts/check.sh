@@ -313,8 +313,9 @@ if [ "$FLAVOR" = debug ]; then
 	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4}"
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUND_SECONDS=120 DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-4} DM_SNAP_NO_UDEV=1"
 	# The review group's handover under writes: writers long enough to
-	# outlast a resume on that kernel, and a limit to match.
-	GUEST_ENV+=" DM_SNAP_REVIEW_BUSY_SECONDS=150 DM_SNAP_REVIEW_RESUME_LIMIT_MS=60000"
+	# outlast a resume on that kernel, a limit to match, and fewer copies
+	# a second to wait for before the reload.
+	GUEST_ENV+=" DM_SNAP_REVIEW_BUSY_SECONDS=150 DM_SNAP_REVIEW_RESUME_LIMIT_MS=60000 DM_SNAP_REVIEW_BUSY_RATE=10"
 	# Its throttle slot test: a metadata write held long enough for the
 	# third write to start on that kernel.
 	GUEST_ENV+=" DM_SNAP_REVIEW_COMMIT_DELAY_MS=30000"

@@ -14,7 +14,9 @@
 # (default 6), DM_SNAP_REVIEW_DELAY_MS the read delay of the read/write
 # race test (default 8000), and DM_SNAP_REVIEW_BUSY_SECONDS and
 # DM_SNAP_REVIEW_RESUME_LIMIT_MS the writers and the resume limit of the
-# handover under writes (defaults 40 and 15000), DM_SNAP_REVIEW_COMMIT_DELAY_MS
+# handover under writes (defaults 40 and 15000), DM_SNAP_REVIEW_BUSY_RATE the
+# copies a second it waits for before the reload (default 50),
+# DM_SNAP_REVIEW_COMMIT_DELAY_MS
 # how long the slot test holds a metadata write (default 8000).
 
 load_impl
@@ -372,13 +374,13 @@ t_handover_busy() {
 		--output=/dev/null &
 	pid=$!
 	# fio takes seconds to start its writers: wait for two seconds in a
-	# row with 50 copies or more each.
+	# row with RATE copies or more each.
 	allocated() { status_of s1 | cut -d/ -f1; }
 	a0=$(allocated)
 	for _ in $(seq 60); do
 		sleep 1
 		a1=$(allocated)
-		if [ $((a1 - a0)) -ge 400 ]; then n=$((n + 1)); else n=0; fi
+		if [ $((a1 - a0)) -ge $((8 * ${DM_SNAP_REVIEW_BUSY_RATE:-50})) ]; then n=$((n + 1)); else n=0; fi
 		a0=$a1
 		[ $n -lt 2 ] || break
 	done
