@@ -54,8 +54,9 @@ merge_layout() {
 merge_snapshot() {
 	local s
 	write_at "$MBASE" "$WORK/A"
-	head -c $((32768 * 512)) /dev/zero > "$WORK/Z"
-	write_at "$MCOW" "$WORK/Z"
+	# A zeroed header makes a new store.
+	head -c 65536 /dev/zero > "$WORK/Z64"
+	write_at "$MCOW" "$WORK/Z64"
 	dm morigin "0 32768 snapshot-origin $MBASE" > /dev/null
 	s=$(dm ms1 "0 32768 snapshot $MBASE $MCOW P 8")
 	dmsetup suspend "$DM_PREFIX-morigin"
