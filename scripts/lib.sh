@@ -105,7 +105,9 @@ guest_job() {
 	"$TOP/scripts/build-module.sh" "$KDIR" >/dev/null
 	out=$(mktemp -d "/tmp/dm-snap-$name.XXXXXX")
 	log "$name: booting the guest (QEMU, $(grep -qwE 'vmx|svm' /proc/cpuinfo && echo KVM || echo TCG)); console log: $out/console"
-	"$TOP/scripts/vm-run.sh" -t "$limit" -o "$out" "$KDIR" -- \
+	# GUEST_VM_OPTS: more vm-run.sh options (make bench: -i).
+	# shellcheck disable=SC2086
+	"$TOP/scripts/vm-run.sh" -t "$limit" ${GUEST_VM_OPTS:-} -o "$out" "$KDIR" -- \
 		"cd $TOP && KDIR=$KDIR TOP=$TOP $cmd" || rc=$?
 	cat "$out/stdout"
 	[ $rc = 0 ] || die "$name failed (status $rc); console: $out/console"

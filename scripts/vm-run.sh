@@ -4,7 +4,7 @@
 # Boot the test kernel under QEMU with virtme-ng (the host's root over 9p,
 # so the guest has the host's dmsetup, lvm2 and fio) and run one command.
 #
-# Usage: vm-run.sh [-t SECS] [-p SECS] [-d DISK]... [-c CPUS] [-o OUTDIR] [-k REGEX] KDIR -- CMD...
+# Usage: vm-run.sh [-t SECS] [-p SECS] [-d DISK]... [-c CPUS] [-i] [-o OUTDIR] [-k REGEX] KDIR -- CMD...
 #
 # The command's stdout goes to OUTDIR/stdout, the guest console (kernel log)
 # to OUTDIR/console. Past the time limit the guest is killed and the script
@@ -15,21 +15,26 @@
 # Afterwards the console is scanned for kernel splats; any found are
 # printed and the script exits 125 (126 if stopped by -k). Otherwise it
 # exits with the command's status.
+#
+# -i (benchmarks, under TCG): one vCPU and QEMU's -icount shift=3,sleep=off,
+# so that guest time counts instructions and a run repeats whatever else
+# the host does.
 
 . "$(dirname "$0")/lib.sh"
 
-limit=300 cpus=2 mem=2G out= stop_re= part_limit=
+limit=300 cpus=2 mem=2G out= stop_re= part_limit= icount=
 disks=()
-while getopts "t:p:d:c:m:o:k:" opt; do
+while getopts "t:p:d:c:im:o:k:" opt; do
 	case $opt in
 	t) limit=$OPTARG ;;
 	d) disks+=(--disk "$OPTARG") ;;
 	c) cpus=$OPTARG ;;
+	i) icount=1 ;;
 	m) mem=$OPTARG ;;
 	o) out=$OPTARG ;;
 	p) part_limit=$OPTARG ;;
 	k) stop_re=$OPTARG ;;
-	*) die "usage: vm-run.sh [-t secs] [-p secs] [-d disk] [-c cpus] [-m mem] [-o outdir] [-k regex] KDIR -- CMD" ;;
+	*) die "usage: vm-run.sh [-t secs] [-p secs] [-d disk] [-c cpus] [-i] [-m mem] [-o outdir] [-k regex] KDIR -- CMD" ;;
 	esac
 done
 shift $((OPTIND - 1))
@@ -43,6 +48,10 @@ mkdir -p "$out"
 accel=(--disable-kvm)
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then
 	accel=()
+fi
+if [ -n "$icount" ] && [ ${#accel[@]} -gt 0 ]; then
+	cpus=1
+	accel+=(--qemu-opts "-icount shift=3,sleep=off")
 fi
 
 # setsid + kill of the whole group: vng forks QEMU, which must die with it.
