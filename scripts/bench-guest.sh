@@ -52,7 +52,7 @@ load() { # load IMPL: loads it with the benchmark's threshold; prints its module
 one() { # one IMPL
 	local impl=$1 mod base cow origin s_in l_in
 	mod=$(load "$impl")
-	truncate -s 256M "$W/base.img"
+	truncate -s 272M "$W/base.img"
 	truncate -s 300M "$W/cow.img"
 	base=$(losetup --show -f "$W/base.img")
 	cow=$(losetup --show -f "$W/cow.img")
@@ -128,8 +128,12 @@ PY
 # saturated with copies, while one paced writer (200 IOPS) rewrites chunks
 # copied before, which need no copy. A second paced writer writes a plain
 # loop device beside them under the same load: the control, whose latency
-# is the guest's own (scheduling, the loop driver), not the target's.
-# Reported: p50/p99 of both paced writers, and the rewrites' p99 less the
+# is the guest's own (scheduling, the loop driver), not the target's. A
+# third paced writer writes the origin's own loop device, past the end of
+# the origin and snapshot tables: the origin device's queue, which the
+# rewrites share with the copies' reads and the copying writers' writes,
+# without the target.
+# Reported: p50/p99 of the paced writers, and the rewrites' p99 less the
 # control's.
 WRITE_DELAY=${BENCH_WRITE_DELAY:-10}
 WRITERS=${BENCH_WRITERS:-12}
@@ -137,7 +141,7 @@ WRITERS=${BENCH_WRITERS:-12}
 one_write_delay() { # one_write_delay IMPL
 	local impl=$1 mod base cow ctl origin
 	mod=$(load "$impl")
-	truncate -s 256M "$W/base.img"
+	truncate -s 272M "$W/base.img"
 	truncate -s 300M "$W/cow.img"
 	truncate -s 16M "$W/ctl.img"
 	base=$(losetup --show -f "$W/base.img")
@@ -160,7 +164,10 @@ one_write_delay() { # one_write_delay IMPL
 		--direct=1 --ioengine=psync --offset=0 --size=16M --rate_iops=200 \
 		--time_based --runtime="$SECS" \
 		--name=control --filename="$ctl" --numjobs=1 --rw=randwrite --bs=4k \
-		--direct=1 --ioengine=psync --rate_iops=200 --time_based --runtime="$SECS" > /dev/null
+		--direct=1 --ioengine=psync --rate_iops=200 --time_based --runtime="$SECS" \
+		--name=origin-dev --filename="$base" --numjobs=1 --rw=randwrite --bs=4k \
+		--direct=1 --ioengine=psync --offset=256M --size=16M --rate_iops=200 \
+		--time_based --runtime="$SECS" > /dev/null
 	python3 - "$W/fio-wd-$impl.json" "$impl" <<'PY'
 import json, sys
 path, impl = sys.argv[1:3]
@@ -171,9 +178,11 @@ def lat(name):
     return p["50.000000"] / 1e6, p["99.000000"] / 1e6, w["total_ios"]
 r50, r99, rn = lat("rewrite")
 c50, c99, cn = lat("control")
+o50, o99, on = lat("origin-dev")
 sat = sum(j["write"]["iops"] for j in jobs if j["jobname"] == "saturate")
 print(f"{impl:5s} rewrite p50 {r50:7.2f} ms p99 {r99:7.2f} ms ({rn} writes)"
       f"  control p50 {c50:7.2f} ms p99 {c99:7.2f} ms ({cn} writes)"
+      f"  origin device p50 {o50:7.2f} ms p99 {o99:7.2f} ms ({on} writes)"
       f"  rewrite p99 less control {r99 - c99:7.2f} ms  saturating {sat:6.1f} IOPS")
 PY
 	dmsetup remove bench-snap
