@@ -9,10 +9,12 @@
 //! completion waits for the reads that were in flight when the exception
 //! became complete (later reads of the chunk go to the COW device).
 //!
-//! Reads are counted by chunk hash, in two epochs per bucket: a completion
-//! switches its bucket to the other epoch and waits for the old one to
-//! drain, so it waits only for reads that started before it, never for
-//! later ones: a steady stream of reads to the bucket cannot starve it.
+//! Reads are counted per chunk in a lock-free table
+//! ([`dm_snap_core::track`](crate::dm_snap_core::track)), so a completion
+//! waits for reads of its own chunk only. Reads that find no room there are
+//! counted in an overflow word with two epochs: a completion that finds
+//! some switches the epoch and waits for the old one, so it never waits for
+//! later reads, and a steady stream of reads cannot starve it.
 //!
 //! C counterpart: `track_chunk()`, `stop_tracking_chunk()`,
 //! `__chunk_is_tracked()` and `__check_for_conflicting_io()` in
@@ -21,61 +23,36 @@
 
 #![deny(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::dm_snap_core::track::{Track, TrackTable};
 use kernel::{
     new_mutex, new_waitqueue,
     prelude::*,
     sync::{Mutex, WaitQueue},
 };
 
-/// Buckets of the tracked-read counters (a power of two).
-const BUCKETS: usize = 256;
-
-/// A bucket's word: the current epoch in bit 63, the reads in flight of
-/// epoch 0 in bits 0..31 and of epoch 1 in bits 32..62. One word, so that
-/// a read is counted in the epoch that is current when it is counted,
-/// atomically with respect to a switch (reads complete in interrupt
-/// context, where no lock of ours may be taken).
-const EPOCH: u64 = 1 << 63;
-
-fn one(epoch: u8) -> u64 {
-    1 << (32 * u32::from(epoch))
-}
-
-fn reads(word: u64, epoch: u8) -> u64 {
-    (word >> (32 * u32::from(epoch))) & 0x7fff_ffff
-}
-
 /// A read being tracked: where it was counted.
 #[derive(Clone, Copy)]
-pub(crate) struct Tracked {
-    bucket: u16,
-    epoch: u8,
-}
+pub(crate) struct Tracked(Track);
 
 /// The tracked reads of one snapshot.
 ///
 /// Lock order: `drain` is taken alone, never under the snapshot's locks.
 #[pin_data]
 pub(crate) struct ReadTracker {
-    buckets: [AtomicU64; BUCKETS],
-    /// Serialises epoch switches: a switch back to an epoch happens only
-    /// once that epoch's reads have drained.
+    table: TrackTable,
+    /// Serialises the overflow word's epoch switches: a switch back to an
+    /// epoch happens only once that epoch's reads have drained.
     #[pin]
     drain: Mutex<()>,
     #[pin]
     drained: WaitQueue,
 }
 
-fn bucket(chunk: u64) -> usize {
-    (chunk as usize) & (BUCKETS - 1)
-}
-
 impl ReadTracker {
     /// No reads tracked.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            buckets: core::array::from_fn(|_| AtomicU64::new(0)),
+            table: TrackTable::new(),
             drain <- new_mutex!((), "dm_snapshot_rs:tracked_drain"),
             drained <- new_waitqueue!(),
         })
@@ -85,32 +62,12 @@ impl ReadTracker {
     /// The caller holds the snapshot lock, under which it found no
     /// exception for the chunk.
     pub(crate) fn track(&self, chunk: u64) -> Tracked {
-        let b = bucket(chunk);
-        let mut word = self.buckets[b].load(Ordering::Relaxed);
-        loop {
-            let epoch = u8::from(word & EPOCH != 0);
-            match self.buckets[b].compare_exchange_weak(
-                word,
-                word + one(epoch),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    return Tracked {
-                        bucket: b as u16,
-                        epoch,
-                    }
-                }
-                Err(w) => word = w,
-            }
-        }
+        Tracked(self.table.track(chunk))
     }
 
     /// A tracked read completed (C: `stop_tracking_chunk()`). Any context.
     pub(crate) fn untrack(&self, t: Tracked) {
-        let d = one(t.epoch);
-        let old = self.buckets[usize::from(t.bucket)].fetch_sub(d, Ordering::AcqRel);
-        if reads(old, t.epoch) == 1 {
+        if self.table.untrack(t.0) {
             self.drained.wake_up_all();
         }
     }
@@ -120,17 +77,20 @@ impl ReadTracker {
     /// has made the chunk's exception complete, so no new read of the
     /// chunk is tracked; it holds none of the snapshot's locks but `meta`.
     pub(crate) fn drain(&self, chunk: u64) {
-        let b = bucket(chunk);
-        let word = self.buckets[b].load(Ordering::Acquire);
-        if reads(word, 0) == 0 && reads(word, 1) == 0 {
+        let t = &self.table;
+        if !t.overflow_busy() {
+            // Every read of the chunk in flight is in a slot: none started
+            // after the exception became complete.
+            if t.chunk_busy(chunk) {
+                self.drained.wait_io(|| !t.chunk_busy(chunk));
+            }
             return;
         }
         let _serial = self.drain.lock();
         // The other epoch drained before the last switch to this one
         // (under `drain`), so reads counted there from now on are new.
-        let old = self.buckets[b].fetch_xor(EPOCH, Ordering::AcqRel);
-        let epoch = u8::from(old & EPOCH != 0);
+        let epoch = t.switch_overflow();
         self.drained
-            .wait_io(|| reads(self.buckets[b].load(Ordering::Acquire), epoch) == 0);
+            .wait_io(|| !t.chunk_busy(chunk) && !t.overflow_epoch_busy(epoch));
     }
 }

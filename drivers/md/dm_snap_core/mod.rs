@@ -14,4 +14,5 @@ pub mod disk;
 pub mod merge;
 pub mod table;
 pub mod throttle;
+pub mod track;
 pub mod transient;

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0
+
+use dm_snap_host::dm_snap_core::track::{Track, TrackTable, PROBES, SLOTS};
+
+use std::{sync::Arc, thread, vec::Vec};
+
+#[test]
+fn counts_per_chunk() {
+    let t = TrackTable::new();
+    let a = t.track(7);
+    let b = t.track(7);
+    let c = t.track(8);
+    assert!(matches!(a, Track::Slot(_)));
+    assert_eq!(a, b, "reads of one chunk share its slot");
+    assert_ne!(a, c);
+    assert!(t.chunk_busy(7) && t.chunk_busy(8));
+    assert!(!t.chunk_busy(9));
+    // A completion of chunk 8 does not wait for the reads of chunk 7.
+    assert!(t.untrack(c));
+    assert!(!t.chunk_busy(8));
+    assert!(t.chunk_busy(7));
+    assert!(!t.untrack(a), "one read of chunk 7 is still counted");
+    assert!(t.chunk_busy(7));
+    assert!(t.untrack(b));
+    assert!(!t.chunk_busy(7));
+    assert!(!t.overflow_busy());
+}
+
+#[test]
+fn an_emptied_slot_serves_another_chunk() {
+    let t = TrackTable::new();
+    let a = t.track(1);
+    assert!(t.untrack(a));
+    // Half as many chunks as slots find room: the slots are empty again
+    // (a full table would leave some chunks more than PROBES from home).
+    let mut held = Vec::new();
+    for chunk in 0..SLOTS as u64 / 2 {
+        held.push(t.track(chunk));
+    }
+    assert!(!t.overflow_busy());
+    for (chunk, h) in held.into_iter().enumerate() {
+        assert!(t.chunk_busy(chunk as u64));
+        assert!(t.untrack(h));
+        assert!(!t.chunk_busy(chunk as u64));
+    }
+}
+
+#[test]
+fn a_full_neighbourhood_overflows_and_drains_by_epoch() {
+    let t = TrackTable::new();
+    // Far more chunks in flight than slots: some reads overflow.
+    let held: Vec<(u64, Track)> = (0..4 * SLOTS as u64).map(|c| (c, t.track(c))).collect();
+    assert!(t.overflow_busy());
+    let over: Vec<&(u64, Track)> = held
+        .iter()
+        .filter(|(_, h)| matches!(h, Track::Overflow(_)))
+        .collect();
+    assert!(!over.is_empty());
+    // A completion switches the epoch: reads counted from now on are
+    // new, and the old epoch drains with the reads counted before.
+    let old = t.switch_overflow();
+    let later = t.track(u64::MAX - 1);
+    assert_eq!(
+        later,
+        Track::Overflow(1 - old),
+        "a chunk number too large for a tag"
+    );
+    assert!(t.overflow_epoch_busy(old));
+    for (_, h) in &over {
+        t.untrack(*h);
+    }
+    assert!(!t.overflow_epoch_busy(old));
+    assert!(t.overflow_epoch_busy(1 - old));
+    t.untrack(later);
+    assert!(!t.overflow_busy());
+    for (c, h) in held.iter().filter(|(_, h)| matches!(h, Track::Slot(_))) {
+        assert!(t.chunk_busy(*c));
+        t.untrack(*h);
+    }
+    for c in 0..4 * SLOTS as u64 {
+        assert!(!t.chunk_busy(c));
+    }
+}
+
+#[test]
+fn probes_stay_near_home() {
+    let t = TrackTable::new();
+    // Chunks of one home slot: PROBES of them find a slot, the rest
+    // overflow rather than search the whole table.
+    let mut same_home = Vec::new();
+    let first = t.track(0);
+    t.untrack(first);
+    let mut c = 0u64;
+    while same_home.len() < PROBES + 4 {
+        let h = t.track(c);
+        if h == first {
+            same_home.push(c);
+        }
+        t.untrack(h);
+        c += 1;
+    }
+    let held: Vec<Track> = same_home.iter().map(|&c| t.track(c)).collect();
+    let slots = held.iter().filter(|h| matches!(h, Track::Slot(_))).count();
+    assert_eq!(slots, PROBES);
+    assert!(t.overflow_busy());
+    for h in held {
+        t.untrack(h);
+    }
+    assert!(!t.overflow_busy());
+}
+
+#[test]
+fn racing_reads_leave_nothing_counted() {
+    // Reads of a few hot chunks and many cold ones, tracked and untracked
+    // from several threads at once: every count ends at zero, every slot
+    // empty, and a chunk is busy while one of its reads is held.
+    let t = Arc::new(TrackTable::new());
+    let threads: Vec<_> = (0..8u64)
+        .map(|id| {
+            let t = t.clone();
+            thread::spawn(move || {
+                let mut x = id.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+                for _ in 0..20_000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let chunk = if x & 3 == 0 { x % 4 } else { x % 100_000 };
+                    let h = t.track(chunk);
+                    assert!(t.chunk_busy(chunk) || matches!(h, Track::Overflow(_)));
+                    t.untrack(h);
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    assert!(!t.overflow_busy());
+    for c in 0..100_000 {
+        assert!(!t.chunk_busy(c));
+    }
+}
