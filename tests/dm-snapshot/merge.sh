@@ -11,7 +11,8 @@
 # stopped by a suspend and by a table reload (the merge then goes on from
 # the metadata on disk); and stopped by an error injected with dm-flakey
 # under the COW device ("Merge failed", I/O goes on), then taken up again
-# by a new table.
+# by a new table. Two tables are refused, as C refuses them: a merge of a
+# transient store, and a second merging snapshot of one origin.
 #
 # DM_SNAP_MERGE_DELAY_MS: the delay of the COW device in the tests that
 # interrupt a merge, which makes each merge step slow enough to stop in
@@ -49,17 +50,7 @@ setup_merge() {
 	pattern C 1 > "$WORK/C"
 	write_at "$S1" "$WORK/C" 8192
 	pattern D 1 > "$WORK/D"
-	# One process: 256 of dd take minutes on a TCG guest.
-	python3 - "$WORK/D" "$S1" <<-'EOF'
-		import mmap, os, sys
-		data = open(sys.argv[1], "rb").read()
-		fd = os.open(sys.argv[2], os.O_WRONLY | os.O_DIRECT)
-		buf = mmap.mmap(-1, 4096)
-		for i in reversed(range(256)):
-		    buf[:] = data[i * 4096:(i + 1) * 4096]
-		    os.pwrite(fd, buf, 12 * 1048576 + i * 4096)
-		os.close(fd)
-	EOF
+	write_backwards "$S1" "$WORK/D" 12288
 	dd if="$S1" of="$WORK/snap" bs=64k iflag=direct status=none
 	dd if="$ORIGIN" of="$WORK/orig" bs=64k iflag=direct status=none
 	echo "# snapshot before the merge: $(status_of s1)"
@@ -269,9 +260,62 @@ t_error() {
 	same "$ORIGIN" "$WORK/snap"
 }
 
-ktap_set_plan 5
+# C: snapshot_ctr() refuses a snapshot-merge table on a transient store,
+# which cannot merge.
+t_refuse_transient() {
+	need_target snapshot-merge
+	local base cow sz
+	base=$(mkloop 4)
+	sz=$(sectors "$base")
+	cow=$(mkloop 4)
+	dm_reject merge "0 $sz snapshot-merge $base $cow N 8" \
+		"Snapshot exception store does not support snapshot-merge."
+}
+
+# C: __validate_exception_handover() lets one snapshot of an origin merge
+# at a time: while s1 merges, a snapshot-merge table that would take s2's
+# exceptions over is refused, and s2 goes on as a snapshot.
+t_refuse_second() {
+	need_target snapshot-origin
+	need_target snapshot
+	need_target snapshot-merge
+	local base sz cow1 cow2 s2
+	base=$(mkloop 4)
+	sz=$(sectors "$base")
+	pattern A 4 > "$WORK/A"
+	write_at "$base" "$WORK/A"
+	ORIGIN=$(dm origin "0 $sz snapshot-origin $base")
+	cow1=$(mkloop 4)
+	cow2=$(mkloop 4)
+	dm_snap s1 "0 $sz snapshot $base $cow1 P 8" > /dev/null
+	s2=$(dm_snap s2 "0 $sz snapshot $base $cow2 P 8")
+	pattern B 1 > "$WORK/B"
+	write_at "$ORIGIN" "$WORK/B" 1024
+	dmsetup suspend "$DM_PREFIX-s1"
+	dmsetup suspend "$DM_PREFIX-origin"
+	dmsetup reload "$DM_PREFIX-origin" --table "0 $sz snapshot-merge $base $cow1 P 8"
+	dmsetup resume "$DM_PREFIX-origin"
+	dmsetup remove "$DM_PREFIX-s1"
+	dmsetup suspend "$DM_PREFIX-s2"
+	dmesg -C
+	if dmsetup reload "$DM_PREFIX-s2" --table "0 $sz snapshot-merge $base $cow2 P 8" 2>/dev/null; then
+		echo "a second merging snapshot of the origin was accepted"
+		return 1
+	fi
+	if ! dmesg | grep -qF "A snapshot is already merging."; then
+		echo "expected 'A snapshot is already merging.' in the kernel log, got:"
+		dmesg | tail -n 5
+		return 1
+	fi
+	dmsetup resume "$DM_PREFIX-s2"
+	same "$s2" "$WORK/A"
+}
+
+ktap_set_plan 7
 run_test "merge with the origin idle" t_idle
 run_test "merge under origin writes, a second snapshot kept" t_writes
 run_test "merge stopped by suspend, resumed" t_suspend
 run_test "merge stopped by a table reload, taken up by a new table" t_reload
 run_test "merge error injected with dm-flakey: Merge failed, then merged" t_error
+run_test "snapshot-merge on a transient store refused" t_refuse_transient
+run_test "a second merging snapshot of an origin refused" t_refuse_second
