@@ -64,16 +64,7 @@ merge_snapshot() {
 	pattern B 2 > "$WORK/B"
 	write_at "/dev/mapper/$DM_PREFIX-morigin" "$WORK/B" 1024
 	write_at "$s" "$WORK/C" 8192
-	python3 - "$WORK/D" "$s" <<-'EOF'
-		import mmap, os, sys
-		data = open(sys.argv[1], "rb").read()
-		fd = os.open(sys.argv[2], os.O_WRONLY | os.O_DIRECT)
-		buf = mmap.mmap(-1, 4096)
-		for i in reversed(range(256)):
-		    buf[:] = data[i * 4096:(i + 1) * 4096]
-		    os.pwrite(fd, buf, 12 * 1048576 + i * 4096)
-		os.close(fd)
-	EOF
+	write_backwards "$s" "$WORK/D" 12288
 	same "$s" "$WORK/snap"
 }
 
