@@ -220,33 +220,41 @@ wait_held() {
 	return 1
 }
 
+# held_chunk BASE AT CHUNK: dmst-delay over BASE, which holds the reads of
+# its CHUNK sectors at AT for REVIEW_DELAY ms (the rest plain), ORIGIN a
+# snapshot-origin over it and SNAP an N snapshot of it with chunks of
+# CHUNK sectors.
+held_chunk() {
+	local base=$1 at=$2 chunk=$3 sz dly
+	sz=$(sectors "$base")
+	printf '%s\n' "0 $at linear $base 0" \
+		"$at $chunk delay $base $at $REVIEW_DELAY $base $at 0" \
+		"$((at + chunk)) $((sz - at - chunk)) linear $base $((at + chunk))" |
+		dmsetup create "$DM_PREFIX-delay"
+	dly=/dev/mapper/$DM_PREFIX-delay
+	ORIGIN=$(dm origin "0 $sz snapshot-origin $dly")
+	SNAP=$(dm_snap s1 "0 $sz snapshot $dly $(mkloop 4) N $chunk")
+	wait_held -eq 0
+}
+
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 t_read_vs_overwrite() {
 	need_target snapshot-origin
 	need_target snapshot
 	need_target delay
-	local base sz dly o cow s t0 pw1 pr rc=0 held copy
+	local base t0 pw1 pr rc=0 held copy
 	local chunk=32 at=10240
 	base=$(mkloop 8)
-	sz=$(sectors "$base")
 	pattern A 8 > "$WORK/A"
 	write_at "$base" "$WORK/A"
 	# The chunk's first 4 KiB in A, B and C.
 	tail -c +$((at * 512 + 1)) "$WORK/A" | head -c 4096 > "$WORK/A4"
 	pattern B 1 | head -c 4096 > "$WORK/B4"
 	pattern C 1 | head -c 4096 > "$WORK/C4"
-	printf '%s\n' "0 $at linear $base 0" \
-		"$at $chunk delay $base $at $REVIEW_DELAY $base $at 0" \
-		"$((at + chunk)) $((sz - at - chunk)) linear $base $((at + chunk))" |
-		dmsetup create "$DM_PREFIX-delay"
-	dly=/dev/mapper/$DM_PREFIX-delay
-	o=$(dm origin "0 $sz snapshot-origin $dly")
-	cow=$(mkloop 4)
-	s=$(dm_snap s1 "0 $sz snapshot $dly $cow N $chunk")
-	wait_held -eq 0
+	held_chunk "$base" "$at" "$chunk"
 	t0=$(date +%s%N)
-	dd if="$WORK/B4" of="$o" bs=4k count=1 oflag=direct,seek_bytes seek=$((at * 512)) \
+	dd if="$WORK/B4" of="$ORIGIN" bs=4k count=1 oflag=direct,seek_bytes seek=$((at * 512)) \
 		conv=notrunc status=none &
 	pw1=$!
 	wait_held -gt 0
@@ -254,7 +262,7 @@ t_read_vs_overwrite() {
 	copy=$(held_reads)
 	echo "# copy read held at $(ms_since "$t0") ms ($copy bios)"
 	sleep "$(awk -v d="$REVIEW_DELAY" 'BEGIN { print d * 3 / 8000 }')"
-	dd if="$s" of="$WORK/R" bs=4k count=1 iflag=direct,skip_bytes skip=$((at * 512)) \
+	dd if="$SNAP" of="$WORK/R" bs=4k count=1 iflag=direct,skip_bytes skip=$((at * 512)) \
 		status=none &
 	pr=$!
 	if ! wait_held -eq $((copy + 1)) $((REVIEW_DELAY / 1000)); then
@@ -266,7 +274,7 @@ t_read_vs_overwrite() {
 	echo "# copy read gone at $(ms_since "$t0") ms"
 	# The copy's write to the COW device and its completion.
 	sleep 0.2
-	dd if="$WORK/C4" of="$o" bs=4k count=1 oflag=direct,seek_bytes seek=$((at * 512)) \
+	dd if="$WORK/C4" of="$ORIGIN" bs=4k count=1 oflag=direct,seek_bytes seek=$((at * 512)) \
 		conv=notrunc status=none
 	held=$(held_reads)
 	echo "# W2 done at $(ms_since "$t0") ms, R still held: $held"
@@ -285,7 +293,7 @@ t_read_vs_overwrite() {
 		fi
 		return 1
 	fi
-	dd if="$s" of="$WORK/R2" bs=4k count=1 iflag=direct,skip_bytes skip=$((at * 512)) \
+	dd if="$SNAP" of="$WORK/R2" bs=4k count=1 iflag=direct,skip_bytes skip=$((at * 512)) \
 		status=none
 	cmp -s "$WORK/R2" "$WORK/A4" || { echo "the snapshot does not read pattern A afterwards"; return 1; }
 }
@@ -335,25 +343,15 @@ t_read_other_chunk() {
 	need_target snapshot-origin
 	need_target snapshot
 	need_target delay
-	local base sz dly o cow s t0 pr took chunk=8 at=10240
+	local base t0 pr took chunk=8 at=10240
 	base=$(mkloop 8)
-	sz=$(sectors "$base")
-	# Chunk 512's reads held by dm-delay, the rest of the device plain.
-	printf '%s\n' "0 $at linear $base 0" \
-		"$at $chunk delay $base $at $REVIEW_DELAY $base $at 0" \
-		"$((at + chunk)) $((sz - at - chunk)) linear $base $((at + chunk))" |
-		dmsetup create "$DM_PREFIX-delay"
-	dly=/dev/mapper/$DM_PREFIX-delay
-	o=$(dm origin "0 $sz snapshot-origin $dly")
-	cow=$(mkloop 4)
-	s=$(dm_snap s1 "0 $sz snapshot $dly $cow N $chunk")
-	wait_held -eq 0
-	dd if="$s" of=/dev/null bs=4k count=1 iflag=direct,skip_bytes skip=$((at * 512)) \
+	held_chunk "$base" "$at" "$chunk"
+	dd if="$SNAP" of=/dev/null bs=4k count=1 iflag=direct,skip_bytes skip=$((at * 512)) \
 		status=none &
 	pr=$!
 	wait_held -eq 1
 	t0=$(date +%s%N)
-	dd if=/dev/zero of="$o" bs=4k count=1 oflag=direct,seek_bytes \
+	dd if=/dev/zero of="$ORIGIN" bs=4k count=1 oflag=direct,seek_bytes \
 		seek=$(((at + 256 * chunk) * 512)) conv=notrunc status=none
 	took=$(ms_since "$t0")
 	echo "# the write to chunk 1536 took $took ms; reads of chunk 1280 held: $(held_reads)"
