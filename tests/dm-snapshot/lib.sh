@@ -199,6 +199,21 @@ write_at() {
 		conv=notrunc,fsync status=none
 }
 
+# lvm_private [SETTING...]: a private LVM configuration for the test, in
+# $WORK/lvm: loop devices only, no udev, no daemons, with SETTINGs added to
+# its activation section. lvm_q runs an LVM command quietly, with the
+# descriptors LVM warns about closed.
+lvm_private() {
+	export LVM_SYSTEM_DIR=$WORK/lvm
+	mkdir -p "$LVM_SYSTEM_DIR"
+	cat > "$LVM_SYSTEM_DIR/lvm.conf" <<-EOC
+		devices { scan = [ "/dev" ] filter = [ "a|^/dev/loop|", "r|.*|" ] obtain_device_list_from_udev = 0 }
+		global { use_lvmlockd = 0 locking_dir = "$WORK/lvmlock" }
+		activation { udev_sync = 0 udev_rules = 0 monitoring = 0 $* }
+	EOC
+}
+lvm_q() { "$@" -q 3>&- 4>&- 5>&- 6>&-; }
+
 # write_backwards DEV FILE OFFSET_KIB: write FILE to DEV at OFFSET_KIB in
 # 4 KiB blocks with O_DIRECT, from the last block back, so that no two
 # blocks written one after the other are next to each other on DEV. One

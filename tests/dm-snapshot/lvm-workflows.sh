@@ -5,17 +5,10 @@
 
 load_impl
 
-# A private LVM configuration: loop devices only, no udev, no daemons. The
-# merge's completion is polled in the background (lvm lvpoll, forked by
-# the activation), every second.
-export LVM_SYSTEM_DIR=$WORK/lvm
-mkdir -p "$LVM_SYSTEM_DIR"
-cat > "$LVM_SYSTEM_DIR/lvm.conf" <<EOC
-devices { scan = [ "/dev" ] filter = [ "a|^/dev/loop|", "r|.*|" ] obtain_device_list_from_udev = 0 }
-global { use_lvmlockd = 0 locking_dir = "$WORK/lvmlock" }
-activation { udev_sync = 0 udev_rules = 0 monitoring = 0 polling_interval = 1 snapshot_autoextend_threshold = 100 }
-EOC
-lvm_q() { "$@" -q 3>&- 4>&- 5>&- 6>&-; }
+# A private LVM configuration (lvm_private). The merge's completion is
+# polled in the background (lvm lvpoll, forked by the activation), every
+# second.
+lvm_private polling_interval = 1 snapshot_autoextend_threshold = 100
 
 VG=${DM_PREFIX}vg
 

@@ -3,15 +3,7 @@
 
 load_impl
 
-# A private LVM configuration: loop devices only, no udev, no daemons.
-export LVM_SYSTEM_DIR=$WORK/lvm
-mkdir -p "$LVM_SYSTEM_DIR"
-cat > "$LVM_SYSTEM_DIR/lvm.conf" <<EOC
-devices { scan = [ "/dev" ] filter = [ "a|^/dev/loop|", "r|.*|" ] obtain_device_list_from_udev = 0 }
-global { use_lvmlockd = 0 locking_dir = "$WORK/lvmlock" }
-activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }
-EOC
-lvm_q() { "$@" -q 3>&- 4>&- 5>&- 6>&-; }
+lvm_private
 
 cleanup_lvm() {
 	lvm_q vgremove -f "$DM_PREFIX"vg >/dev/null 2>&1 || true
