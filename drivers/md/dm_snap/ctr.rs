@@ -259,6 +259,7 @@ impl Snapshot {
             GFP_KERNEL,
         )
         .map_err(nomem)?;
+        state.prime_lockdep();
         let kc = kcopyd::Client::new(&COPY_THROTTLE)
             .map_err(|e| CtrError::new(e, c_str!("Could not create kcopyd client")))?;
         let snap = Arc::new(

@@ -32,6 +32,15 @@
 //! snapshot held, then its `meta` for the rest of a step, and `inner`
 //! under it for short moments; it waits for its copy and for the writes
 //! to the chunks it merges with `inner` dropped.
+//!
+//! Memory reclaim comes before all of them: an origin write may be issued
+//! by reclaim (`kswapd` writing the origin's page cache back, swap on the
+//! origin), and it waits for what holds these locks. So nothing allocates
+//! under them with a mask that may enter the filesystem or start I/O
+//! (`GFP_NOIO` at most). Each constructor shows lockdep this order once
+//! ([`SnapState::prime_lockdep`]), so that an inversion or an allocation
+//! against it is reported the first time it happens, not only when the two
+//! sides meet.
 
 #![deny(unsafe_code)]
 
@@ -53,6 +62,7 @@ use crate::dm_snap_core::{
 };
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
+    alloc::fs_reclaim_scope,
     bio::{Bio, BioList},
     device_mapper::{kcopyd, Device, TableEvent},
     mempool::{Mempool, PoolBox},
@@ -162,6 +172,17 @@ pub(crate) struct SnapState {
 }
 
 impl SnapState {
+    /// Takes the locks of the lock order above once, in that order, as
+    /// if from memory reclaim (C has no counterpart; `dma_resv_lockdep()`
+    /// primes lockdep the same way).
+    pub(super) fn prime_lockdep(&self) {
+        fs_reclaim_scope(GFP_KERNEL, || {
+            let _origins = self.registry.read();
+            let _meta = self.meta.lock();
+            let _inner = self.inner.lock();
+        });
+    }
+
     /// A pending exception for `chunk` and the job that will copy it, both
     /// taken before either goes anywhere, so that a copy, once its pending
     /// exception is in, always starts.
