@@ -8,8 +8,8 @@
 # table), concurrent table loads on one COW device, snapshot reads racing
 # an origin write of the same chunk (and not of others), the read-only open
 # of the snapshot's origin, a COW device that grew under a live table, a
-# handover under origin writes, and the COW throttle slot given back when
-# the copy ends.
+# handover under origin writes, the COW throttle slot given back when the
+# copy ends, and the lock order as lockdep sees it.
 #
 # DM_SNAP_REVIEW_ROUNDS sets the rounds of the concurrent-create test
 # (default 6), DM_SNAP_REVIEW_DELAY_MS the read delay of the read/write
@@ -510,7 +510,47 @@ t_slot_at_copy_end() {
 	return "$rc"
 }
 
-ktap_set_plan 12
+# Items 4 and 12: the lock order, which C leaves to lockdep. An origin
+# write may come from memory reclaim, and it takes the registry lock, so
+# nothing may allocate under that lock, nor take it while a snapshot's
+# lock is held. Ours shows lockdep the order once per table load, with
+# reclaim outermost, so that either mistake is reported the first time its
+# path runs. This runs the paths that had them: table loads (the registry
+# written), and origin writes waiting for copies in flight on a persistent
+# store, retried once their commit is on disk. The COW device's writes are
+# delayed 100 ms so that the second write of each chunk finds its copy in
+# flight. No lockdep report may follow.
+t_lock_order() {
+	[ -r /proc/lockdep_stats ] || skip_because "the kernel has no lockdep"
+	if ! grep -q 'debug_locks: *1' /proc/lockdep_stats; then
+		echo "lockdep was off before the test (an earlier report in this boot)"
+		return 1
+	fi
+	dmesg -C
+	need_store P
+	need_target delay
+	setup_origin 8
+	local cowloop cow i pids=
+	cowloop=$(mkloop 4)
+	cow=$(dm cow "0 $(sectors "$cowloop") delay $cowloop 0 0 $cowloop 0 100")
+	dm_snap s1 "0 $SZ snapshot $BASE $cow P 8" > /dev/null
+	for i in 0 1 2 3 4 5 6 7; do
+		dd if=/dev/zero of="$ORIGIN" bs=4k count=1 seek=$((i % 4 * 8)) \
+			oflag=direct conv=notrunc status=none &
+		pids="$pids $!"
+	done
+	# shellcheck disable=SC2086 # one pid a word
+	wait $pids
+	dmsetup remove "$DM_PREFIX-s1"
+	if dmesg | grep -E 'possible circular locking|inconsistent lock state|possible recursive locking|WARNING:'; then
+		echo "lockdep reported the above"
+		return 1
+	fi
+	grep -q 'debug_locks: *1' /proc/lockdep_stats || { echo "lockdep turned itself off"; return 1; }
+	echo "# a table load and 8 origin writes on 4 chunks: no lockdep report"
+}
+
+ktap_set_plan 13
 run_test "invalidation raises a dm event" t_invalid_event
 run_test "handover cancelled when its source is removed" t_handover_cancelled
 run_test "a handover source cannot resume before the handover" t_handover_source_resume
@@ -523,3 +563,4 @@ run_test "a COW device that grew without a reload is used (N)" t_cow_grown N
 run_test "a COW device that grew without a reload is used (P)" t_cow_grown P
 run_test "a handover under origin writes does not wait for them to stop" t_handover_busy
 run_test "a copy's throttle slot is free before its commit is on disk" t_slot_at_copy_end
+run_test "lockdep knows the lock order, reclaim outermost" t_lock_order
