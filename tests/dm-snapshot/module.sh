@@ -47,7 +47,8 @@ t_conflict() {
 		echo "$MOD loaded while $OTHER_MOD provides the targets"
 		return 1
 	fi
-	dmesg | grep -q "'snapshot-origin' target already registered"
+	# C registers "snapshot" first, ours "snapshot-origin".
+	dmesg | grep -qE "'snapshot(-origin)?' target already registered"
 	dmsetup targets | grep -q '^snapshot-origin '
 	local base
 	base=$(mkloop 4)
