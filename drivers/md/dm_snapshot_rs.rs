@@ -62,6 +62,10 @@ module! {
     author: "dm-snapshot-rs developers",
     description: "device-mapper snapshot targets (Rust)",
     license: "GPL",
+    // The device mapper asks for `dm-<target>` when a table names a target
+    // no module has registered (C: `MODULE_ALIAS()` in dm-snap.c, whose
+    // module name gives "dm-snapshot" itself).
+    alias: ["dm-snapshot", "dm-snapshot-origin", "dm-snapshot-merge"],
 }
 
 /// C: `DEFAULT_COW_THRESHOLD`.
