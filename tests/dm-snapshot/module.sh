@@ -57,8 +57,51 @@ t_conflict() {
 	rmmod "$OTHER_MOD"
 }
 
-ktap_set_plan 4
+# A table that names a target nobody has registered makes the device
+# mapper ask for "dm-<target>" (request_module()). dm-snapshot.ko answers
+# to "dm-snapshot" by its name and to the other two by MODULE_ALIAS(); ours
+# by its aliases. The module is installed as modules_install does it
+# (lib/modules/<release>/updates, then depmod) under a root of the test's
+# own, which the kernel's modprobe helper is pointed at; the other
+# implementation is not there. Then "dmsetup create" alone loads it, for
+# each of the three targets.
+t_autoload() {
+	local rel root helper old base cow t rc=0
+	unload_impl
+	rmmod "$OTHER_MOD" 2> /dev/null || true
+	rel=$(uname -r)
+	root=$WORK/modroot
+	rm -rf "$root"
+	mkdir -p "$root/lib/modules/$rel/updates"
+	cp "$KO" "$root/lib/modules/$rel/updates/"
+	depmod -b "$root" "$rel"
+	helper=$WORK/modprobe
+	printf '#!/bin/sh\nexec /sbin/modprobe -d %s "$@"\n' "$root" > "$helper"
+	chmod +x "$helper"
+	old=$(cat /proc/sys/kernel/modprobe)
+	echo "$helper" > /proc/sys/kernel/modprobe
+	base=$(mkloop 4)
+	cow=$(mkloop 2)
+	for t in "snapshot-origin $base" "snapshot $base $cow P 8" "snapshot-merge $base $cow P 8"; do
+		unload_impl
+		if ! echo "0 $(sectors "$base") $t" | dmsetup create "$DM_PREFIX-auto"; then
+			echo "dmsetup create of a ${t%% *} table did not load $MOD"
+			rc=1
+		elif ! grep -qw "^$MOD" /proc/modules; then
+			echo "a ${t%% *} table loaded, but not by $MOD"
+			rc=1
+		else
+			echo "# ${t%% *}: $MOD loaded on demand"
+		fi
+		dmsetup remove "$DM_PREFIX-auto" 2> /dev/null || true
+	done
+	echo "$old" > /proc/sys/kernel/modprobe
+	return "$rc"
+}
+
+ktap_set_plan 5
 run_test "module loads" t_load
 run_test "module unloads" t_unload
 run_test "module loads and unloads repeatedly" t_reload
 run_test "module refuses to load beside the other implementation" t_conflict
+run_test "dmsetup create loads the module on demand" t_autoload
