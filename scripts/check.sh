@@ -10,8 +10,8 @@
 # DM_SNAP_SOAK=1 (make soak): the long forms of what make check runs
 # shorter, and only those: a 10-minute fuzz run, and the faults, throttle
 # and stress groups with every allocation point of a table load failed,
-# three times the throttle rounds and two minutes of stress. No host tests
-# or lints.
+# three times the throttle rounds, two minutes of fio stress and ten of the
+# model-checked run. No host tests or lints.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -293,14 +293,16 @@ run_batch() {
 }
 
 PERSIST_LIMIT=300
-# make check: two thirds of a minute of stress (make soak: two minutes),
-# and a table load fails every 3rd of its allocation points (make soak:
-# every one).
-GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-3}"
+# make check: half a minute of fio stress and 45 s of the model-checked
+# run (make soak: two minutes and ten), and a table load fails every 3rd
+# of its allocation points (make soak: every one).
+GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-30} DM_SNAP_MODEL_SECONDS=${DM_SNAP_MODEL_SECONDS:-45}"
+GUEST_ENV+=" DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-3}"
 # A group may run 15 minutes; all of them 75.
 BATCH_LIMIT=${DM_SNAP_BATCH_LIMIT:-4500} GROUP_LIMIT=900
 if [ "$SOAK" = 1 ]; then
-	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-120} DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-1}"
+	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-120} DM_SNAP_MODEL_SECONDS=${DM_SNAP_MODEL_SECONDS:-600}"
+	GUEST_ENV+=" DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-1}"
 	# Three times the throttle's rounds of snapshots coming and going.
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-36}"
 fi
@@ -310,7 +312,8 @@ if [ "$FLAVOR" = debug ]; then
 	# look for shows in a shorter run too: shorter stress and throttle runs
 	# (with 2 minutes a throttle round, not 30 s), every 4th allocation point
 	# of a table load failed, and no udev (each uevent's rules take seconds).
-	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4}"
+	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_MODEL_SECONDS=${DM_SNAP_MODEL_SECONDS:-60}"
+	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4}"
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUND_SECONDS=120 DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-4} DM_SNAP_NO_UDEV=1"
 	# The review group's handover under writes: writers long enough to
 	# outlast a resume on that kernel, a limit to match, and fewer copies
