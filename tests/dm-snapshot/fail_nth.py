@@ -21,40 +21,13 @@
 # points are not all covered) or on an unexpected outcome.
 
 import errno
-import fcntl
 import mmap
 import os
-import struct
 import sys
 
+from dmioctl import DM_TABLE_CLEAR, DM_TABLE_LOAD, control, dm_ioctl, table_spec
+
 FAIL_NTH = "/proc/thread-self/fail-nth"
-
-# include/uapi/linux/dm-ioctl.h
-DM_IOCTL_HDR = struct.Struct("=3I7IQ128s129s7s")  # struct dm_ioctl, 312 bytes
-DM_TARGET_SPEC = struct.Struct("=QQiI16s")  # struct dm_target_spec, 40 bytes
-DM_TABLE_LOAD, DM_TABLE_CLEAR = 9, 10
-
-
-def dm_cmd(nr):
-    return (3 << 30) | (DM_IOCTL_HDR.size << 16) | (0xFD << 8) | nr
-
-
-def dm_ioctl(fd, nr, name, spec=b""):
-    data_start = DM_IOCTL_HDR.size + (-DM_IOCTL_HDR.size % 8)
-    buf = bytearray(16384)  # longer than 1024: passed to the kernel as is
-    DM_IOCTL_HDR.pack_into(buf, 0, 4, 0, 0, len(buf), data_start,
-                           1 if spec else 0, 0, 0, 0, 0, 0,
-                           name.encode(), b"", b"")
-    buf[data_start:data_start + len(spec)] = spec
-    fcntl.ioctl(fd, dm_cmd(nr), buf)
-
-
-def table_spec(length, target, params):
-    p = params.encode() + b"\0"
-    p += b"\0" * (-(DM_TARGET_SPEC.size + len(p)) % 8)
-    return DM_TARGET_SPEC.pack(0, length, 0, DM_TARGET_SPEC.size + len(p),
-                               target.encode()) + p
-
 
 # Opened once: once armed, opening a file could itself be the point failed.
 # Reading and writing it allocate nothing.
@@ -75,7 +48,7 @@ def disarm():
 
 def load(name, limit, length, target, params, step=1):
     spec = table_spec(length, target, params)
-    fd = os.open("/dev/mapper/control", os.O_RDWR)
+    fd = control()
     outcomes = {}
     for n in range(1, limit + 1, step):
         arm(n)
