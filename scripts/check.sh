@@ -8,10 +8,11 @@
 # DM_SNAP_GROUPS="table data" limits the guest groups run.
 #
 # DM_SNAP_SOAK=1 (make soak): the long forms of what make check runs
-# shorter, and only those: a 10-minute fuzz run, and the faults, throttle
-# and stress groups with every allocation point of a table load failed,
-# three times the throttle rounds, two minutes of fio stress and ten of the
-# model-checked run. No host tests or lints.
+# shorter, and only those: a 10-minute fuzz run, and the faults, throttle,
+# stress and compat groups with every allocation point of a table load
+# failed, three times the throttle rounds, two minutes of fio stress and
+# ten of the model-checked run, and every point of a logged run replayed.
+# No host tests or lints.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -21,7 +22,7 @@ IMPL=${DM_SNAP_IMPL:-rust}
 FLAVOR=${DM_SNAP_FLAVOR:-default}
 SOAK=${DM_SNAP_SOAK:-0}
 if [ "$SOAK" = 1 ]; then
-	GUEST_GROUPS=${DM_SNAP_GROUPS:-faults throttle stress lvm-workflows}
+	GUEST_GROUPS=${DM_SNAP_GROUPS:-faults throttle stress compat lvm-workflows}
 else
 	GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params review merge faults corrupt compat persist crash lvm throttle stress}
 fi
@@ -303,6 +304,8 @@ BATCH_LIMIT=${DM_SNAP_BATCH_LIMIT:-4500} GROUP_LIMIT=900
 if [ "$SOAK" = 1 ]; then
 	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-120} DM_SNAP_MODEL_SECONDS=${DM_SNAP_MODEL_SECONDS:-600}"
 	GUEST_ENV+=" DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-1}"
+	# Every entry of a log of 400 writes replayed.
+	GUEST_ENV+=" DM_SNAP_REPLAY_OPS=${DM_SNAP_REPLAY_OPS:-400} DM_SNAP_REPLAY_POINTS=${DM_SNAP_REPLAY_POINTS:-all}"
 	# Three times the throttle's rounds of snapshots coming and going.
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-36}"
 fi
