@@ -14,12 +14,13 @@
 #   make host-test        the host unit tests of the kernel-independent logic
 #   make bench            the COW throttle benchmark, C against ours
 #   make lvm2-check       LVM2's own snapshot test scripts, on C and on ours
+#   make series           the work as a patch series for a 6.12 tree
 
 ifneq ($(KERNELRELEASE),)
 include $(src)/Kbuild
 else
 
-.PHONY: run check check-reference check-debug soak kernel module host-test bench lvm2-check clean
+.PHONY: run check check-reference check-debug soak kernel module host-test bench lvm2-check series clean
 
 run:
 	@scripts/run.sh
@@ -50,6 +51,9 @@ bench:
 
 lvm2-check:
 	@scripts/lvm2-tests.sh
+
+series:
+	@scripts/series.sh
 
 clean:
 	@KDIR=$$(scripts/build-kernel.sh 2>/dev/null) && \
