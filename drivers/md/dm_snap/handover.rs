@@ -132,16 +132,23 @@ impl SnapState {
     /// `src` goes away before this snapshot took its exceptions over: it
     /// never will, and it cannot serve the snapshot without them (C:
     /// `snapshot_dtr()`, "Cancelling snapshot handover.").
-    pub(crate) fn cancel_handover_from(&self, src: &Arc<SnapState>) {
+    ///
+    /// The handover cancelled is returned, for the caller to drop once it
+    /// holds no lock: its spare store's dm-io client is destroyed with it,
+    /// and `bioset_exit()` takes `bio_slab_lock`, under which
+    /// `bioset_init()` allocates (so reclaim, so origin writes, wait for it).
+    #[must_use]
+    pub(crate) fn cancel_handover_from(&self, src: &Arc<SnapState>) -> Option<Handover> {
         let mut inner = self.inner.lock();
-        if inner
+        if !inner
             .handover
             .as_ref()
             .is_some_and(|h| Arc::ptr_eq(&h.src, src))
         {
-            inner.handover = None;
-            inner.valid = false;
-            pr_err!("Cancelling snapshot handover.\n");
+            return None;
         }
+        inner.valid = false;
+        pr_err!("Cancelling snapshot handover.\n");
+        inner.handover.take()
     }
 }

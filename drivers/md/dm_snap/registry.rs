@@ -137,11 +137,19 @@ impl Registry {
     /// copies for it, and a table that waited to take its exceptions over
     /// is invalid (C: `snapshot_dtr()` cancels the handover).
     pub(crate) fn unregister(&self, dev: u32, snap: &Arc<Snap>) -> Option<Arc<Snap>> {
+        let mut cancelled = None;
         let mut origins = self.origins.write();
         let gone = origins.remove(&(dev, Snap::id(snap)));
         for dest in snaps_of(&origins, dev).filter(|s| s.cow_dev() == snap.cow_dev()) {
-            dest.state().cancel_handover_from(snap.state());
+            // At most one table waits to take over one COW device's
+            // exceptions.
+            if let Some(h) = dest.state().cancel_handover_from(snap.state()) {
+                cancelled = Some(h);
+            }
         }
+        drop(origins);
+        // Not under the registry lock (see `cancel_handover_from()`).
+        drop(cancelled);
         gone
     }
 
