@@ -237,7 +237,9 @@ class Snapshot:
     def remove(self):
         self.halt.set()
         self.thread.join()
-        dmsetup("remove", self.name)
+        # A udev probe of the device may still hold it open for a moment:
+        # retry as LVM does.
+        dmsetup("remove", "--retry", self.name)
         count("snapshots removed")
 
 
