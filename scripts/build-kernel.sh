@@ -44,8 +44,12 @@ if [ ! -f "$KDIR/.dm-snap-unpacked" ]; then
 	printf '%s\n' "$llvm" > "$KDIR.tmp/.dm-snap-llvm"
 	touch "$KDIR.tmp/.dm-snap-unpacked"
 	mv "$KDIR.tmp" "$KDIR"
-	# Keep the two newest trees of each flavour; the rest are stale.
-	ls -dt "$CACHE/$prefix"[0-9a-f]*/ 2>/dev/null | tail -n +3 | xargs -r rm -rf
+	# Keep the two newest trees of each flavour; the rest are stale. A key
+	# starts with 16 hex digits: "linux-" + [0-9a-f]* alone would take
+	# the debug trees ("linux-debug-...") for default ones.
+	hex16=$(printf '[0-9a-f]%.0s' $(seq 16))
+	# shellcheck disable=SC2086
+	ls -dt "$CACHE/$prefix"$hex16-*/ 2>/dev/null | tail -n +3 | xargs -r rm -rf
 fi
 
 # Sync the overlay: copy only what differs, so mtimes of unchanged files stay.
