@@ -42,7 +42,7 @@ load() { # load IMPL: loads it with the benchmark's threshold; prints its module
 	local mod ko
 	case $1 in
 	c)	mod=dm_snapshot ko=$KDIR/drivers/md/dm-snapshot.ko ;;
-	rust)	mod=dm_snapshot_rs ko=$TOP/drivers/md/dm_snapshot_rs.ko ;;
+	rust)	mod=dm_snapshot_rs ko=$KDIR/drivers/md/dm_snapshot_rs.ko ;;
 	esac
 	insmod "$ko"
 	echo "$THRESHOLD" > "/sys/module/$mod/parameters/snapshot_cow_threshold"

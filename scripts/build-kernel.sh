@@ -4,10 +4,17 @@
 # Unpack, patch, configure and build the Rust-enabled test kernel.
 #
 # The tree lives in $CACHE/linux-<key>, where <key> hashes the source tarball,
-# the config fragment(s) and the patch series. The overlay under rust/ is
-# copied into the tree file by file, only where the content changed, so make
-# rebuilds exactly what depends on it. A run with nothing changed does not
-# call make at all.
+# the config fragment(s) and the patch series. The overlay under rust/ and
+# the target's sources under drivers/md/ are copied into the tree file by
+# file, only where the content changed, so make rebuilds exactly what
+# depends on them. A run with nothing changed does not call make at all.
+#
+# The tree is the one the patch series (make series) makes: the kernel
+# crate's patches and overlay, the target with its Kconfig entry
+# (scripts/target-kconfig.py), and CONFIG_DM_SNAPSHOT_RUST=m from the
+# fragment. make builds our module in tree, beside the C dm-snapshot.ko:
+# drivers/md/dm_snapshot_rs.ko, the module the selftests load. A warning
+# of the compiler on the target fails the build.
 #
 # Usage: build-kernel.sh [debug]   (prints the tree's path)
 #
@@ -41,6 +48,7 @@ if [ ! -f "$KDIR/.dm-snap-unpacked" ]; then
 		log "applying $(basename "$p")"
 		patch -d "$KDIR.tmp" -p1 --quiet --forward < "$p" || die "patch $p failed"
 	done
+	python3 "$TOP/scripts/target-kconfig.py" "$KDIR.tmp" || die "the target's Kconfig entry"
 	printf '%s\n' "$llvm" > "$KDIR.tmp/.dm-snap-llvm"
 	touch "$KDIR.tmp/.dm-snap-unpacked"
 	mv "$KDIR.tmp" "$KDIR"
@@ -52,7 +60,8 @@ if [ ! -f "$KDIR/.dm-snap-unpacked" ]; then
 	ls -dt "$CACHE/$prefix"$hex16-*/ 2>/dev/null | tail -n +3 | xargs -r rm -rf
 fi
 
-# Sync the overlay: copy only what differs, so mtimes of unchanged files stay.
+# Sync the overlay and the target: copy only what differs, so mtimes of
+# unchanged files stay.
 changed=0
 while read -r f; do
 	[ -n "$f" ] || continue
@@ -61,7 +70,7 @@ while read -r f; do
 		cp "$TOP/$f" "$KDIR/$f"
 		changed=1
 	fi
-done < <(overlay_files)
+done < <(overlay_files; target_files)
 
 if [ ! -f "$KDIR/.config" ] || [ ! -f "$KDIR/.dm-snap-configured" ]; then
 	log "configuring: tinyconfig + $(basename "$FRAGMENT") ${EXTRA_FRAGMENTS[*]}"
@@ -83,7 +92,7 @@ if [ ! -f "$KDIR/.config" ] || [ ! -f "$KDIR/.dm-snap-configured" ]; then
 	touch "$KDIR/.dm-snap-configured"
 fi
 
-stamp=$(hash_files "$KDIR/.config" $(overlay_files | sed "s|^|$TOP/|"))
+stamp=$(hash_files "$KDIR/.config" $({ overlay_files; target_files; } | sed "s|^|$TOP/|"))
 # A kernel crate newer than vmlinux was rebuilt by someone else (the clippy
 # lint): make must run to bring the tree back in line with vmlinux.
 if [ $changed = 0 ] && [ -f "$KDIR/arch/x86/boot/bzImage" ] &&
@@ -95,6 +104,12 @@ else
 	if ! make_kernel bzImage modules > "$KDIR/build.log" 2>&1; then
 		grep -E 'error|Error' -A5 "$KDIR/build.log" | head -60 >&2
 		die "kernel build failed"
+	fi
+	# rustc names the file ("--> FILE") on a line after its warning, modpost
+	# in it ("in FILE").
+	if grep -i -A3 -E '(^|: )warning' "$KDIR/build.log" | grep -qE '(-->|in) drivers/md/dm_snap'; then
+		grep -i -A12 -E '(^|: )warning' "$KDIR/build.log" | head -60 >&2
+		die "the target builds with warnings (see $KDIR/build.log)"
 	fi
 	echo "$stamp" > "$KDIR/.dm-snap-built"
 	log "kernel built"

@@ -14,7 +14,7 @@ show() { printf '$ %s\n' "$*"; "$@"; }
 
 if [ "$IMPL" = rust ]; then
 	step "Load our module"
-	show insmod "$TOP/drivers/md/dm_snapshot_rs.ko"
+	show insmod "$KDIR/drivers/md/dm_snapshot_rs.ko"
 	dmesg | grep dm_snapshot_rs | tail -n 2
 fi
 if ! dmsetup targets | grep -q '^snapshot '; then

@@ -61,6 +61,11 @@ overlay_patches() { ls "$TOP"/patches/*.patch 2>/dev/null | sort || true; }
 overlay_files() {
 	(cd "$TOP" && find rust/kernel rust/helpers -type f 2>/dev/null | sort)
 }
+# The target's sources, which the test kernel builds in tree
+# (CONFIG_DM_SNAPSHOT_RUST=m), as the series puts them there.
+target_files() {
+	(cd "$TOP" && find drivers/md -name '*.rs' | sort)
+}
 
 # Points at the current kernel tree (source + in-tree build).
 kernel_dir() { echo "$CACHE/linux-$(kernel_key)"; }
@@ -94,7 +99,7 @@ scan_console() {
 }
 
 # guest_job NAME LIMIT CMD: the job of make run and make bench. Set up, build
-# the kernel and the module, and run CMD in a guest (in $TOP, with KDIR and
+# the kernel (our module in tree with it), and run CMD in a guest (in $TOP, with KDIR and
 # TOP set) for at most LIMIT seconds; print its output, die if it failed.
 guest_job() {
 	local name=$1 limit=$2 cmd=$3 out rc=0
@@ -102,7 +107,6 @@ guest_job() {
 	# Again: set-up may just have installed the toolchain lib.sh looks for.
 	. "$TOP/scripts/lib.sh"
 	KDIR=$("$TOP/scripts/build-kernel.sh")
-	"$TOP/scripts/build-module.sh" "$KDIR" >/dev/null
 	out=$(mktemp -d "/tmp/dm-snap-$name.XXXXXX")
 	log "$name: booting the guest (QEMU, $(grep -qwE 'vmx|svm' /proc/cpuinfo && echo KVM || echo TCG)); console log: $out/console"
 	# GUEST_VM_OPTS: more vm-run.sh options (make bench: -i).

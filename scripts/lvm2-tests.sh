@@ -47,7 +47,7 @@ if [ "${1:-}" = guest ]; then
 		# dm-snapshot-merge) must not bring the C module in.
 		mkdir -p /run/modprobe.d
 		echo "install dm_snapshot /bin/false" > /run/modprobe.d/dm-snap-rs-lvm2.conf
-		insmod "$TOP/drivers/md/dm_snapshot_rs.ko" || { echo "### insmod of ours failed"; exit 1; } ;;
+		insmod "$KDIR/drivers/md/dm_snapshot_rs.ko" || { echo "### insmod of ours failed"; exit 1; } ;;
 	c)	rm -f /run/modprobe.d/dm-snap-rs-lvm2.conf
 		insmod "$KDIR/drivers/md/dm-snapshot.ko" || { echo "### insmod of C failed"; exit 1; } ;;
 	*)	echo "### unknown implementation $impl"; exit 1 ;;
@@ -256,7 +256,6 @@ fi
 [ ${#SCRIPTS[@]} -gt 0 ] || die "no LVM2 test script selected"
 
 KDIR=$("$TOP/scripts/build-kernel.sh")
-"$TOP/scripts/build-module.sh" "$KDIR" > /dev/null
 
 # ---- the guest runs --------------------------------------------------------------
 # Outside the repository, and not under /tmp (hidden from the guest).

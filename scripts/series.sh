@@ -19,7 +19,7 @@
 # patches. The series goes to OUT (default $CACHE/series); then each patch
 # must pass checkpatch.pl --strict, and the series must apply with git am
 # to the untouched tree. SERIES_BISECT=1 also builds the tree at each
-# commit (tinyconfig, the test kernel's fragment and DM_SNAPSHOT_RUST=m):
+# commit (tinyconfig and the test kernel's fragment, DM_SNAPSHOT_RUST=m):
 # a kernel build a patch.
 #
 # Usage: series.sh [OUT]
@@ -86,58 +86,11 @@ rm -f "$all_claimed"
 
 # The target.
 log "the target"
-(cd "$TOP" && git ls-files drivers/md | grep -v '^drivers/md/Kbuild$') | while read -r f; do
+target_files | while read -r f; do
 	mkdir -p "$(dirname "$TREE/$f")"
 	cp "$TOP/$f" "$TREE/$f"
 done
-python3 - "$TREE/drivers/md/Kconfig" "$TREE/drivers/md/Makefile" "$TREE/MAINTAINERS" <<'EOF'
-import sys
-kconfig, makefile, maintainers = sys.argv[1:4]
-s = open(kconfig).read()
-anchor = "config DM_THIN_PROVISIONING\n"
-entry = """config DM_SNAPSHOT_RUST
-	tristate "Snapshot target (Rust)"
-	depends on BLK_DEV_DM && RUST
-	depends on DM_SNAPSHOT != y
-	help
-	  The snapshot-origin, snapshot and snapshot-merge targets, written
-	  in Rust: a drop-in replacement for the C snapshot target
-	  (DM_SNAPSHOT), with the same table and status lines, module
-	  parameters and on-disk COW format, so LVM2 snapshots work
-	  unchanged. Its COW throttle lets origin writes that need no copy
-	  pass while copies are throttled, and queues writes to chunks whose
-	  copy is in flight.
-
-	  Only one module can provide the targets at a time: it cannot be
-	  built in beside DM_SNAPSHOT, and of two modules the one loaded
-	  first provides them.
-
-	  See Documentation/admin-guide/device-mapper/snapshot-rs.rst.
-
-	  If unsure, say N.
-
-"""
-assert anchor in s
-open(kconfig, "w").write(s.replace(anchor, entry + anchor, 1))
-m = open(makefile).read()
-line = "obj-$(CONFIG_DM_SNAPSHOT)	+= dm-snapshot.o\n"
-assert line in m
-open(makefile, "w").write(m.replace(line, line + "obj-$(CONFIG_DM_SNAPSHOT_RUST)	+= dm_snapshot_rs.o\n", 1))
-t = open(maintainers).read()
-anchor = "DEVICE-MAPPER VDO TARGET\n"
-assert anchor in t
-open(maintainers, "w").write(t.replace(anchor, """DEVICE-MAPPER SNAPSHOT TARGETS (RUST)
-M:	dm-snapshot-rs developers <dev@dm-snapshot-rs.invalid>
-L:	dm-devel@lists.linux.dev
-L:	rust-for-linux@vger.kernel.org
-S:	Maintained
-F:	Documentation/admin-guide/device-mapper/snapshot-rs.rst
-F:	drivers/md/dm_snap/
-F:	drivers/md/dm_snap_core/
-F:	drivers/md/dm_snapshot_rs.rs
-
-""" + anchor, 1))
-EOF
+python3 "$TOP/scripts/target-kconfig.py" "$TREE"
 g add -f -A drivers/md MAINTAINERS
 g commit -q -F - <<EOF
 dm snapshot: add the snapshot targets in Rust
@@ -209,7 +162,6 @@ if [ "${SERIES_BISECT:-0}" = 1 ]; then
 		log "building at $(g log --format=%s -1)"
 		make_kernel tinyconfig > /dev/null
 		(cd "$TREE" && scripts/kconfig/merge_config.sh -m .config "$FRAGMENT" > /dev/null)
-		echo CONFIG_DM_SNAPSHOT_RUST=m >> "$TREE/.config"
 		make_kernel olddefconfig > /dev/null
 		make_kernel > "$OUT/build.log" 2>&1 ||
 			{ log "the build fails at $(g log --format=%s -1): $OUT/build.log"; rc=1; break; }

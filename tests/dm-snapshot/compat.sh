@@ -8,7 +8,7 @@
 # implementation is under test.
 
 C_KO=$KDIR/drivers/md/dm-snapshot.ko
-RUST_KO=${DM_SNAP_KO:-$TOP/drivers/md/dm_snapshot_rs.ko}
+RUST_KO=${DM_SNAP_KO:-$KDIR/drivers/md/dm_snapshot_rs.ko}
 REPLAY=$TOP/tests/dm-snapshot/replay.py
 REPLAY_OPS=${DM_SNAP_REPLAY_OPS:-160}
 REPLAY_POINTS=${DM_SNAP_REPLAY_POINTS:-40}

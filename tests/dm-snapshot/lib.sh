@@ -18,8 +18,10 @@ case $IMPL in
 c)	MOD=dm_snapshot
 	KO=$KDIR/drivers/md/dm-snapshot.ko ;;
 rust)	MOD=dm_snapshot_rs
-	# DM_SNAP_KO: another build of ours (the test-only buggy throttle).
-	KO=${DM_SNAP_KO:-$TOP/drivers/md/dm_snapshot_rs.ko} ;;
+	# The test kernel builds ours in tree (CONFIG_DM_SNAPSHOT_RUST=m).
+	# DM_SNAP_KO: another build of ours (the test-only buggy throttle,
+	# the out-of-tree module of make module).
+	KO=${DM_SNAP_KO:-$KDIR/drivers/md/dm_snapshot_rs.ko} ;;
 *)	echo "Bail out! DM_SNAP_IMPL must be c or rust, not '$IMPL'"; exit 1 ;;
 esac
 

@@ -32,7 +32,7 @@ t_reload() {
 if [ "$IMPL" = rust ]; then
 	OTHER_MOD=dm_snapshot OTHER_KO=$KDIR/drivers/md/dm-snapshot.ko
 else
-	OTHER_MOD=dm_snapshot_rs OTHER_KO=$TOP/drivers/md/dm_snapshot_rs.ko
+	OTHER_MOD=dm_snapshot_rs OTHER_KO=$KDIR/drivers/md/dm_snapshot_rs.ko
 fi
 
 # Only one module can provide the targets: with the other loaded, ours
