@@ -65,16 +65,24 @@ t_conflict() {
 # own, which the kernel's modprobe helper is pointed at; the other
 # implementation is not there. Then "dmsetup create" alone loads it, for
 # each of the three targets.
-t_autoload() {
-	local rel root helper old base cow t rc=0
-	unload_impl
-	rmmod "$OTHER_MOD" 2> /dev/null || true
+#
+# modroot: installs the module under test, as modules_install does it, in
+# a root of the test's own, and prints the root.
+modroot() {
+	local rel root=$WORK/modroot
 	rel=$(uname -r)
-	root=$WORK/modroot
 	rm -rf "$root"
 	mkdir -p "$root/lib/modules/$rel/updates"
 	cp "$KO" "$root/lib/modules/$rel/updates/"
 	depmod -b "$root" "$rel"
+	echo "$root"
+}
+
+t_autoload() {
+	local root helper old base cow t rc=0
+	unload_impl
+	rmmod "$OTHER_MOD" 2> /dev/null || true
+	root=$(modroot)
 	helper=$WORK/modprobe
 	printf '#!/bin/sh\nexec /sbin/modprobe -d %s "$@"\n' "$root" > "$helper"
 	chmod +x "$helper"
@@ -99,9 +107,55 @@ t_autoload() {
 	return "$rc"
 }
 
-ktap_set_plan 5
+# LVM2 does not wait for the kernel's request: before it loads a snapshot
+# table, lvcreate -s runs modprobe dm-snapshot itself. Its modprobe (the
+# one lvm was built with, /sbin/modprobe) is, in a mount namespace of the
+# test's own, one that looks in the test's module root; the kernel's
+# request, made in the guest's own namespace, finds nothing. lvcreate -s
+# alone must load the module, and the snapshot must keep the old data.
+t_autoload_lvm() {
+	command -v lvcreate > /dev/null || skip_because "no lvcreate"
+	local root kmod pv vg=${DM_PREFIX}avg rc=0
+	unload_impl
+	rmmod "$OTHER_MOD" 2> /dev/null || true
+	root=$(modroot)
+	kmod=$(readlink -f /sbin/modprobe)
+	cp "$kmod" "$WORK/kmod"
+	printf '#!/bin/bash\nexec -a modprobe %s -d %s "$@"\n' "$WORK/kmod" "$root" > "$WORK/lvm-modprobe"
+	chmod +x "$WORK/lvm-modprobe"
+	lvm_private
+	pv=$(mkloop 64)
+	pattern A 4 > "$WORK/A"
+	pattern B 1 > "$WORK/B"
+	# shellcheck disable=SC2016
+	unshare -m --propagation private bash -euc '
+		mount --bind "$1" "$2"
+		shift 2
+		vg=$1 pv=$2 A=$3 B=$4
+		q() { "$@" -q 3>&- 4>&- 5>&- 6>&- > /dev/null; }
+		q pvcreate "$pv"
+		q vgcreate "$vg" "$pv"
+		q lvcreate -n lv -L 8M -Zn -y "$vg" 2> /dev/null
+		dd if="$A" of="/dev/$vg/lv" oflag=direct bs=64k status=none
+		q lvcreate -s -n snap -L 4M -y "$vg/lv"
+		dd if="$B" of="/dev/$vg/lv" oflag=direct bs=64k status=none
+		cmp -n "$(stat -c %s "$A")" "$A" "/dev/$vg/snap"
+		q lvremove -f "$vg/snap"
+		q vgremove -f "$vg"
+	' lvm-autoload "$WORK/lvm-modprobe" "$kmod" "$vg" "$pv" "$WORK/A" "$WORK/B" || rc=$?
+	if [ $rc != 0 ]; then
+		vgremove -f "$vg" > /dev/null 2>&1 || true
+		echo "lvcreate -s of an LVM2 snapshot failed with the module not loaded ($rc)"
+		return 1
+	fi
+	grep -qw "^$MOD" /proc/modules || { echo "the LVM2 snapshot worked, but $MOD is not loaded"; return 1; }
+	echo "# lvcreate -s: $MOD loaded by LVM2's modprobe"
+}
+
+ktap_set_plan 6
 run_test "module loads" t_load
 run_test "module unloads" t_unload
 run_test "module loads and unloads repeatedly" t_reload
 run_test "module refuses to load beside the other implementation" t_conflict
 run_test "dmsetup create loads the module on demand" t_autoload
+run_test "lvcreate -s loads the module on demand" t_autoload_lvm
