@@ -404,7 +404,10 @@ t_cow_grown() {
 t_handover_busy() {
 	setup_origin 64
 	local cow dcow table t0 took pid a0 a1 n=0
-	cow=$(mkloop 48)
+	# Room for a copy of every chunk of the origin: how many the writers
+	# reach depends on the guest's speed (they ran 150 s on the debug
+	# kernel, and once filled a COW of 48 MiB).
+	cow=$(mkloop 65)
 	dcow=$(dm dcow "0 $(sectors "$cow") delay $cow 0 0 $cow 0 ${DM_SNAP_REVIEW_COW_DELAY_MS:-200}")
 	table="0 $SZ snapshot $BASE $dcow N 8"
 	dm_snap s1 "$table" > /dev/null
