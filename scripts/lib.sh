@@ -99,8 +99,9 @@ scan_console() {
 }
 
 # guest_job NAME LIMIT CMD: the job of make run and make bench. Set up, build
-# the kernel (our module in tree with it), and run CMD in a guest (in $TOP, with KDIR and
-# TOP set) for at most LIMIT seconds; print its output, die if it failed.
+# the kernel (our module in tree with it), and run CMD in a guest (in $TOP,
+# with KDIR and TOP set) for at most LIMIT seconds; print its output, die if
+# it failed.
 guest_job() {
 	local name=$1 limit=$2 cmd=$3 out rc=0
 	"$TOP/scripts/setup.sh"
