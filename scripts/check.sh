@@ -9,9 +9,10 @@
 #
 # DM_SNAP_SOAK=1 (make soak): the long forms of what make check runs
 # shorter, and only those: a 10-minute fuzz run, and the faults, throttle,
-# stress and compat groups with every allocation point of a table load
-# failed, three times the throttle rounds, two minutes of fio stress and
-# ten of the model-checked run, and every point of a logged run replayed.
+# stress, compat and diff groups with every allocation point of a table
+# load failed, three times the throttle rounds, two minutes of fio stress
+# and ten of the model-checked run, every point of a logged run replayed,
+# and 300 differential sequences.
 # No host tests or lints.
 
 . "$(dirname "$0")/lib.sh"
@@ -22,9 +23,9 @@ IMPL=${DM_SNAP_IMPL:-rust}
 FLAVOR=${DM_SNAP_FLAVOR:-default}
 SOAK=${DM_SNAP_SOAK:-0}
 if [ "$SOAK" = 1 ]; then
-	GUEST_GROUPS=${DM_SNAP_GROUPS:-faults throttle stress compat lvm-workflows}
+	GUEST_GROUPS=${DM_SNAP_GROUPS:-faults throttle stress compat diff lvm-workflows}
 else
-	GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params review merge faults corrupt compat persist crash lvm throttle stress}
+	GUEST_GROUPS=${DM_SNAP_GROUPS:-module table data status full params review merge faults corrupt compat diff persist crash lvm throttle stress}
 fi
 RESULTS=$(mktemp -d /tmp/dm-snap-check.XXXXXX)
 pass=0 fail=0 skip=0 KDIR=
@@ -290,6 +291,8 @@ PERSIST_LIMIT=300
 # of its allocation points (make soak: every one).
 GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-30} DM_SNAP_MODEL_SECONDS=${DM_SNAP_MODEL_SECONDS:-45}"
 GUEST_ENV+=" DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-3}"
+# The differential test: 8 sequences (make soak: 300).
+GUEST_ENV+=" DM_SNAP_DIFF_SEQUENCES=${DM_SNAP_DIFF_SEQUENCES:-8}"
 # A group may run 15 minutes; all of them 75.
 BATCH_LIMIT=${DM_SNAP_BATCH_LIMIT:-4500} GROUP_LIMIT=900
 if [ "$SOAK" = 1 ]; then
@@ -297,6 +300,7 @@ if [ "$SOAK" = 1 ]; then
 	GUEST_ENV+=" DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-1}"
 	# Every entry of a log of 400 writes replayed.
 	GUEST_ENV+=" DM_SNAP_REPLAY_OPS=${DM_SNAP_REPLAY_OPS:-400} DM_SNAP_REPLAY_POINTS=${DM_SNAP_REPLAY_POINTS:-all}"
+	GUEST_ENV+=" DM_SNAP_DIFF_SEQUENCES=${DM_SNAP_DIFF_SEQUENCES:-300}"
 	# Three times the throttle's rounds of snapshots coming and going.
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-36}"
 fi
@@ -309,6 +313,7 @@ if [ "$FLAVOR" = debug ]; then
 	GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-45} DM_SNAP_MODEL_SECONDS=${DM_SNAP_MODEL_SECONDS:-60}"
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-4}"
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUND_SECONDS=120 DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-4} DM_SNAP_NO_UDEV=1"
+	GUEST_ENV+=" DM_SNAP_DIFF_SEQUENCES=${DM_SNAP_DIFF_SEQUENCES:-10}"
 	# The review group's handover under writes: writers long enough to
 	# outlast a resume on that kernel, a limit to match, and fewer copies
 	# a second to wait for before the reload.
