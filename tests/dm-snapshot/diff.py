@@ -38,6 +38,7 @@
 
 import errno
 import fcntl
+import functools
 import json
 import mmap
 import os
@@ -167,6 +168,11 @@ def digest(data):
     return "%08x" % zlib.crc32(data)
 
 
+@functools.cache
+def disk_sectors(path):
+    return int(subprocess.check_output(("blockdev", "--getsz", path)))
+
+
 def dev_name(rdev):
     return "%d:%d" % (os.major(rdev), os.minor(rdev))
 
@@ -177,8 +183,7 @@ class Run:
     def __init__(self, dm, mod, base, cows, node_dir):
         self.dm, self.mod, self.base, self.cows = dm, mod, base, cows
         self.node_dir = node_dir
-        self.sectors = os.stat(base).st_size // SECTOR if stat.S_ISREG(os.stat(base).st_mode) else \
-            int(subprocess.check_output(("blockdev", "--getsz", base)))
+        self.sectors = disk_sectors(base)
         self.names = {dev_name(os.stat(base).st_rdev): "BASE"}
         for i, c in enumerate(cows):
             self.names[dev_name(os.stat(c).st_rdev)] = "COWDISK%d" % i
@@ -644,7 +649,7 @@ def main():
     sequences, ops, seed0 = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
     base, cows = sys.argv[7], sys.argv[8:]
     pair = Pair(kos, base, cows)
-    size = int(subprocess.check_output(("blockdev", "--getsz", base)))
+    size = disk_sectors(base)
     seqs = [(seed, generate(seed, ops, size, len(cows))) for seed in range(seed0, seed0 + sequences)]
     t0 = time.monotonic()
     outs = []
