@@ -43,7 +43,7 @@ def control():
 
 # The rest: enough of libdevmapper for diff.py, which runs thousands of
 # commands and must not spend a process and a udev round trip on each.
-DM_DEV_CREATE, DM_DEV_REMOVE, DM_DEV_STATUS, DM_TABLE_STATUS, DM_TARGET_MSG = 3, 4, 7, 12, 14
+DM_DEV_CREATE, DM_DEV_REMOVE, DM_TABLE_STATUS, DM_TARGET_MSG = 3, 4, 12, 14
 DM_SUSPEND_FLAG, DM_STATUS_TABLE_FLAG, DM_DATA_OUT_FLAG = 1 << 1, 1 << 4, 1 << 16
 # The udev cookie's flags (libdm-common.h): udev's device-mapper rules,
 # the disk rules (blkid) among them, skip our devices, so no probe holds
