@@ -60,15 +60,32 @@ fn header_checks() {
     );
     assert_eq!(
         check_header(&h(SNAP_MAGIC, 1, 1, 0), COW_SECTORS),
-        Err(MetadataError::BadChunkSize(ChunkSizeError::NotPowerOfTwo))
+        Err(MetadataError::BadChunkSize(
+            0,
+            ChunkSizeError::NotPowerOfTwo
+        ))
     );
     assert_eq!(
         check_header(&h(SNAP_MAGIC, 1, 1, 12), COW_SECTORS),
-        Err(MetadataError::BadChunkSize(ChunkSizeError::NotPowerOfTwo))
+        Err(MetadataError::BadChunkSize(
+            12,
+            ChunkSizeError::NotPowerOfTwo
+        ))
+    );
+    // C checks the chunk size before the version.
+    assert_eq!(
+        check_header(&h(SNAP_MAGIC, 1, 2, 12), COW_SECTORS),
+        Err(MetadataError::BadChunkSize(
+            12,
+            ChunkSizeError::NotPowerOfTwo
+        ))
     );
     assert_eq!(
         check_header(&h(SNAP_MAGIC, 1, 1, 1 << 30), COW_SECTORS),
-        Err(MetadataError::BadChunkSize(ChunkSizeError::TooLarge))
+        Err(MetadataError::BadChunkSize(
+            1 << 30,
+            ChunkSizeError::TooLarge
+        ))
     );
     assert_eq!(
         check_header(&h(SNAP_MAGIC, 1, 1, 32768), COW_SECTORS),

@@ -29,7 +29,7 @@ use crate::{
     dm_snap_core::{
         chunk::ChunkSize,
         commit::Sequencer,
-        disk::{Layout, StoreState},
+        disk::{Layout, MetadataError, StoreState},
         table::{self, StoreError, StoreKind, TableError},
     },
     COPY_THROTTLE,
@@ -76,6 +76,19 @@ fn load_error(e: LoadError) -> CtrError {
         LoadError::Io(err) => {
             pr_err!("reading snapshot metadata failed\n");
             err
+        }
+        // C's words and errors for what C checks too.
+        LoadError::Metadata(m @ MetadataError::BadMagic) => {
+            pr_warn!("{}\n", m.message());
+            ENXIO
+        }
+        LoadError::Metadata(MetadataError::BadVersion(v)) => {
+            pr_warn!("unable to handle snapshot disk version {}\n", v);
+            EINVAL
+        }
+        LoadError::Metadata(MetadataError::BadChunkSize(size, e)) => {
+            pr_err!("invalid on-disk chunk size {}: {}.\n", size, e.message());
+            EINVAL
         }
         LoadError::Metadata(m) => {
             pr_err!("{}\n", m.message());

@@ -14,7 +14,7 @@ use crate::dm_snap_core::{
     chunk::ChunkSize,
     disk::{
         check_header, DiskException, Header, HeaderState, Layout, Loader, MetadataError,
-        StoreState, DEFAULT_CHUNK_SECTORS,
+        StoreState, DEFAULT_CHUNK_SECTORS, SNAP_MAGIC,
     },
     merge::{self, Run, Step},
 };
@@ -352,32 +352,28 @@ fn read_header(
     let first = match table_chunk {
         Some(c) => c,
         None => ChunkSize::new(DEFAULT_CHUNK_SECTORS.max(u64::from(cow.logical_block_size() >> 9)))
-            .map_err(|e| LoadError::Metadata(MetadataError::BadChunkSize(e)))?,
+            .map_err(|e| LoadError::Metadata(MetadataError::BadChunkSize(0, e)))?,
     };
     let mut buf = chunk_buf(first)?;
     io.read(&cow.region(0, u64::from(first.sectors())), &mut buf)
         .map_err(LoadError::Io)?;
     let header = Header::decode(&buf)?;
+    // As C, before the chunk size on disk is checked.
+    if header.magic == SNAP_MAGIC && header.chunk_size != first.sectors() && table_chunk.is_some() {
+        pr_warn!(
+            "chunk size {} in device metadata overrides table chunk size of {}.\n",
+            header.chunk_size,
+            first.sectors()
+        );
+    }
     let state = check_header(&header, cow.sectors())?;
     let HeaderState::Existing { chunk, .. } = state else {
         return Ok((first, state));
     };
     if chunk != first {
-        if table_chunk.is_some() {
-            pr_warn!(
-                "chunk size {} in device metadata overrides table chunk size of {}.\n",
-                chunk.sectors(),
-                first.sectors()
-            );
-        }
-        chunk.fits_block_size(block).map_err(|e| {
-            pr_err!(
-                "invalid on-disk chunk size {}: {}.\n",
-                chunk.sectors(),
-                e.message()
-            );
-            LoadError::Metadata(MetadataError::BadChunkSize(e))
-        })?;
+        chunk
+            .fits_block_size(block)
+            .map_err(|e| LoadError::Metadata(MetadataError::BadChunkSize(chunk.sectors(), e)))?;
     }
     Ok((chunk, state))
 }

@@ -55,8 +55,8 @@ pub enum MetadataError {
     BadMagic,
     /// A version other than 1.
     BadVersion(u32),
-    /// The chunk size in the header is not acceptable.
-    BadChunkSize(ChunkSizeError),
+    /// The chunk size in the header (the value given) is not acceptable.
+    BadChunkSize(u32, ChunkSizeError),
     /// The chunk size in the header is larger than the COW device.
     ChunkBeyondDevice,
     /// A metadata area would lie past the end of the COW device.
@@ -74,7 +74,7 @@ impl MetadataError {
             MetadataError::Short => "Metadata buffer too short",
             MetadataError::BadMagic => "Invalid or corrupt snapshot",
             MetadataError::BadVersion(_) => "unable to handle snapshot disk version",
-            MetadataError::BadChunkSize(e) => e.message(),
+            MetadataError::BadChunkSize(_, e) => e.message(),
             MetadataError::ChunkBeyondDevice => "chunk size in device metadata exceeds the device",
             MetadataError::AreaBeyondDevice => "metadata area beyond the end of the COW device",
             MetadataError::NewChunkBeyondDevice => "exception beyond the end of the COW device",
@@ -152,8 +152,10 @@ pub enum HeaderState {
 
 /// Checks a header read from a COW device of `cow_sectors` sectors.
 ///
-/// C's checks (magic, then version) plus the chunk size: a valid power of
-/// two no larger than C allows and than the device.
+/// C's checks in C's order (magic, chunk size, version), so that a header
+/// with two faults is refused for the one C names, plus one C lacks: a
+/// chunk size no larger than the device (C reads past the device's end
+/// and fails with an I/O error).
 pub fn check_header(header: &Header, cow_sectors: u64) -> Result<HeaderState, MetadataError> {
     if header.magic == 0 {
         return Ok(HeaderState::New);
@@ -161,17 +163,18 @@ pub fn check_header(header: &Header, cow_sectors: u64) -> Result<HeaderState, Me
     if header.magic != SNAP_MAGIC {
         return Err(MetadataError::BadMagic);
     }
-    if header.version != DISK_VERSION {
-        return Err(MetadataError::BadVersion(header.version));
-    }
     // C checks an on-disk chunk size with `is_power_of_2()` only, so 0 is
     // "not a power of 2" there, not "not set".
     let chunk = ChunkSize::new(u64::from(header.chunk_size)).map_err(|e| {
-        MetadataError::BadChunkSize(match e {
+        let e = match e {
             ChunkSizeError::Zero => ChunkSizeError::NotPowerOfTwo,
             e => e,
-        })
+        };
+        MetadataError::BadChunkSize(header.chunk_size, e)
     })?;
+    if header.version != DISK_VERSION {
+        return Err(MetadataError::BadVersion(header.version));
+    }
     if u64::from(chunk.sectors()) > cow_sectors {
         return Err(MetadataError::ChunkBeyondDevice);
     }
