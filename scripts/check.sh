@@ -12,7 +12,7 @@
 # stress, compat and diff groups with every allocation point of a table
 # load failed, three times the throttle rounds, two minutes of fio stress
 # and ten of the model-checked run, every point of a logged run replayed,
-# and 300 differential sequences.
+# and 1000 differential sequences.
 # No host tests or lints.
 
 . "$(dirname "$0")/lib.sh"
@@ -291,8 +291,8 @@ PERSIST_LIMIT=300
 # of its allocation points (make soak: every one).
 GUEST_ENV="DM_SNAP_STRESS_SECONDS=${DM_SNAP_STRESS_SECONDS:-30} DM_SNAP_MODEL_SECONDS=${DM_SNAP_MODEL_SECONDS:-45}"
 GUEST_ENV+=" DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-3}"
-# The differential test: 20 sequences (make soak: 300).
-GUEST_ENV+=" DM_SNAP_DIFF_SEQUENCES=${DM_SNAP_DIFF_SEQUENCES:-20}"
+# The differential test: 100 sequences (make soak: 1000).
+GUEST_ENV+=" DM_SNAP_DIFF_SEQUENCES=${DM_SNAP_DIFF_SEQUENCES:-100}"
 # A group may run 15 minutes; all of them 75.
 BATCH_LIMIT=${DM_SNAP_BATCH_LIMIT:-4500} GROUP_LIMIT=900
 if [ "$SOAK" = 1 ]; then
@@ -300,7 +300,7 @@ if [ "$SOAK" = 1 ]; then
 	GUEST_ENV+=" DM_SNAP_FAULT_STEP=${DM_SNAP_FAULT_STEP:-1}"
 	# Every entry of a log of 400 writes replayed.
 	GUEST_ENV+=" DM_SNAP_REPLAY_OPS=${DM_SNAP_REPLAY_OPS:-400} DM_SNAP_REPLAY_POINTS=${DM_SNAP_REPLAY_POINTS:-all}"
-	GUEST_ENV+=" DM_SNAP_DIFF_SEQUENCES=${DM_SNAP_DIFF_SEQUENCES:-300}"
+	GUEST_ENV+=" DM_SNAP_DIFF_SEQUENCES=${DM_SNAP_DIFF_SEQUENCES:-1000}"
 	# Three times the throttle's rounds of snapshots coming and going.
 	GUEST_ENV+=" DM_SNAP_THROTTLE_ROUNDS=${DM_SNAP_THROTTLE_ROUNDS:-36}"
 fi
