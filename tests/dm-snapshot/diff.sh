@@ -21,27 +21,6 @@ DIFF_SEED=${DM_SNAP_DIFF_SEED:-$RANDOM}
 # answer the cookie, twice a resume or remove), and under TCG these cost
 # more than the commands: without udevd the group runs twice as fast. The
 # group makes its own device nodes, and dmsetup its own without udev.
-UDEVD=
-stop_udevd() {
-	pgrep -x systemd-udevd > /dev/null || return 0
-	UDEVD=$(ls /usr/lib/systemd/systemd-udevd /lib/systemd/systemd-udevd 2> /dev/null | head -n 1)
-	[ -n "$UDEVD" ] || return 0
-	udevadm settle --timeout=60 || true
-	udevadm control --exit || true
-	# Its workers too (forked, same name); at most half a minute.
-	for _ in $(seq 30); do
-		pgrep -x systemd-udevd > /dev/null || break
-		sleep 1
-	done
-	# Its socket stays behind; libdevmapper takes it for a running udev.
-	rm -f /run/udev/control
-	export DM_DISABLE_UDEV=1
-}
-start_udevd() {
-	[ -n "$UDEVD" ] || return 0
-	"$UDEVD" --daemon > /dev/null 2>&1 || echo "# could not start $UDEVD again"
-	udevadm settle --timeout=60 || true
-}
 
 t_diff() {
 	[ -f "$C_KO" ] || skip_because "$C_KO not built"

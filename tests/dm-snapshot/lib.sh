@@ -120,6 +120,36 @@ run_test() {
 	esac
 }
 
+# ---- udev -------------------------------------------------------------------
+
+# stop_udevd: udevd and its workers gone (at most half a minute later), and
+# dmsetup making its own device nodes; start_udevd: udevd started again,
+# if stop_udevd stopped one.
+UDEVD=
+stop_udevd() {
+	UDEVD=
+	if pgrep -x systemd-udevd > /dev/null; then
+		UDEVD=$(ls /usr/lib/systemd/systemd-udevd /lib/systemd/systemd-udevd 2> /dev/null | head -n 1)
+		udevadm settle --timeout=60 2> /dev/null || true
+	fi
+	udevadm control --exit 2> /dev/null || true
+	pkill -x systemd-udevd 2> /dev/null || true
+	# Its workers too (forked, same name).
+	for _ in $(seq 30); do
+		pgrep -x systemd-udevd > /dev/null || break
+		sleep 1
+	done
+	# Its socket stays behind; libdevmapper takes it for a running udev.
+	rm -f /run/udev/control
+	export DM_DISABLE_UDEV=1
+}
+start_udevd() {
+	[ -n "$UDEVD" ] || return 0
+	"$UDEVD" --daemon > /dev/null 2>&1 || echo "# could not start $UDEVD again"
+	udevadm settle --timeout=60 || true
+	unset DM_DISABLE_UDEV
+}
+
 # ---- devices ----------------------------------------------------------------
 
 # mkloop SIZE_MIB: a zeroed loop device on tmpfs; prints its path.

@@ -18,16 +18,7 @@ PHASE=${2:-}
 # for good: without udev sync, a device closed after writing would otherwise
 # be opened by the blkid of its change event while a test removes it (EBUSY).
 if [ "${DM_SNAP_NO_UDEV:-0}" = 1 ]; then
-	udevadm control --exit 2>/dev/null || true
-	pkill -x systemd-udevd 2>/dev/null || true
-	# Its workers too (forked, same name); at most half a minute.
-	for _ in $(seq 30); do
-		pgrep -x systemd-udevd > /dev/null || break
-		sleep 1
-	done
-	# Its socket stays behind; libdevmapper takes it for a running udev.
-	rm -f /run/udev/control
-	export DM_DISABLE_UDEV=1
+	stop_udevd
 fi
 
 # On a kmemleak kernel, forget what was allocated before the group: only
