@@ -69,20 +69,22 @@ unsafe extern "C" fn notify<C: Completion>(read_err: c_int, write_err: c_ulong, 
     C::complete(ctx, read_err != 0, write_err as u64);
 }
 
-/// The destinations of a job as kcopyd takes them: 1 to [`MAX_REGIONS`].
-fn destinations(to: &[Region]) -> Option<[bindings::dm_io_region; MAX_REGIONS]> {
-    if to.is_empty() || to.len() > MAX_REGIONS {
-        return None;
-    }
+/// The destinations of a job as kcopyd takes them, and how many: 1 to
+/// [`MAX_REGIONS`].
+fn destinations<'a>(
+    to: impl IntoIterator<Item = &'a Region>,
+) -> Option<([bindings::dm_io_region; MAX_REGIONS], u32)> {
     let mut dests = [bindings::dm_io_region {
         bdev: core::ptr::null_mut(),
         sector: 0,
         count: 0,
     }; MAX_REGIONS];
-    for (d, s) in dests.iter_mut().zip(to) {
-        *d = s.raw();
+    let mut n = 0;
+    for s in to {
+        *dests.get_mut(n)? = s.raw();
+        n += 1;
     }
-    Some(dests)
+    (n > 0).then_some((dests, n as u32))
 }
 
 /// A kcopyd client (`struct dm_kcopyd_client`): its own thread pool, page
@@ -148,18 +150,20 @@ impl Client {
         })
     }
 
-    /// Copies `from` to every region of `to` (at most [`MAX_REGIONS`]);
-    /// `C::complete` gets `ctx` back when the copy ends.
+    /// Copies `from` to every region of `to` (at most [`MAX_REGIONS`]),
+    /// reading `from` once; `C::complete` gets `ctx` back when the copy
+    /// ends, with bit `i` of its `write_err` set if writing the `i`-th
+    /// destination failed.
     ///
-    /// May sleep for memory (`GFP_NOIO`), never fails for want of it. Fails
-    /// with `EINVAL`, giving `ctx` back, for no or too many destinations.
-    pub fn copy<C: Completion>(
+    /// May sleep for memory (`GFP_NOIO`), never fails for want of it. Gives
+    /// `ctx` back for no or too many destinations.
+    pub fn copy<'a, C: Completion>(
         &self,
         from: &Region,
-        to: &[Region],
+        to: impl IntoIterator<Item = &'a Region>,
         ctx: C::Ptr,
     ) -> core::result::Result<(), C::Ptr> {
-        let Some(mut dests) = destinations(to) else {
+        let Some((mut dests, n)) = destinations(to) else {
             return Err(ctx);
         };
         let mut src = from.raw();
@@ -170,7 +174,7 @@ impl Client {
             bindings::dm_kcopyd_copy(
                 self.kc.as_ptr(),
                 &mut src,
-                to.len() as u32,
+                n,
                 dests.as_mut_ptr().cast(),
                 0,
                 Some(notify::<C>),
@@ -182,19 +186,19 @@ impl Client {
 
     /// Writes zeroes to every region of `to` (at most [`MAX_REGIONS`]);
     /// `C::complete` gets `ctx` back when done.
-    pub fn zero<C: Completion>(
+    pub fn zero<'a, C: Completion>(
         &self,
-        to: &[Region],
+        to: impl IntoIterator<Item = &'a Region>,
         ctx: C::Ptr,
     ) -> core::result::Result<(), C::Ptr> {
-        let Some(mut dests) = destinations(to) else {
+        let Some((mut dests, n)) = destinations(to) else {
             return Err(ctx);
         };
         // SAFETY: As for `copy`.
         unsafe {
             bindings::dm_kcopyd_zero(
                 self.kc.as_ptr(),
-                to.len() as u32,
+                n,
                 dests.as_mut_ptr().cast(),
                 0,
                 Some(notify::<C>),
