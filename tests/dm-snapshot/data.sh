@@ -82,6 +82,50 @@ t_many_snapshots() {
 	same "$ORIGIN" "$WORK/exp"
 }
 
+# Ten snapshots of one origin: an origin write copies its chunk into each.
+# Ours reads the chunk once for those of one chunk size, at most eight at
+# a time (one kcopyd job): here nine of chunk size 8 and one of 16, in
+# the registry's order, so two or three jobs. Three of the nine have a COW
+# device that fails every data chunk write: those, and only those, become
+# invalid, whatever their place among the copies that shared a read (no
+# order of the registry makes all three the first of a job).
+t_shared_copies() {
+	setup_origin
+	local i s good=() bad=() cow
+	for i in $(seq 6); do
+		s=P
+		[ $((i % 3)) != 0 ] || s=N
+		good+=("$(snap "s$i" $s 8)")
+	done
+	good+=("$(snap s7 P 16)")
+	for i in 1 2 3; do
+		# Sectors 0-15 (the header and the first metadata area at chunk
+		# size 8) work, the rest fail.
+		cow=$(mkloop 4)
+		dmsetup create "$DM_PREFIX-acow$i" <<-EOF
+		0 16 linear $cow 0
+		16 $(($(sectors "$cow") - 16)) error
+		EOF
+		dm_snap "bad$i" "0 $SZ snapshot $BASE /dev/mapper/$DM_PREFIX-acow$i P 8" > /dev/null
+	done
+	pattern B 2 > "$WORK/B"
+	write_at "$ORIGIN" "$WORK/B" 1024          # 2 MiB at 1 MiB
+	# The first 4 MiB hold what changed.
+	head -c 4M "$WORK/A" > "$WORK/A4"
+	for s in "${good[@]}"; do
+		same "$s" "$WORK/A4"
+		case $(dmsetup status "$s" | awk '{print $4}') in
+		*/49152) ;;
+		*)	echo "$s: $(dmsetup status "$s")"; return 1 ;;
+		esac
+	done
+	for i in 1 2 3; do
+		expect "$(dmsetup status "$DM_PREFIX-bad$i" | awk '{print $4}')" Invalid "bad$i, on a failing COW device"
+	done
+	splice "$WORK/A4" "$WORK/B" 1024 > "$WORK/exp"
+	same "$ORIGIN" "$WORK/exp"
+}
+
 # Reading a snapshot copies nothing: its chunks come from the origin.
 t_reads_from_origin() {
 	setup_origin
@@ -122,7 +166,7 @@ t_reload() {
 	same "$ORIGIN" "$WORK/exp"
 }
 
-ktap_set_plan 11
+ktap_set_plan 12
 run_test "origin write leaves N snapshot unchanged" t_origin_write N
 run_test "origin write leaves P snapshot unchanged" t_origin_write P
 run_test "snapshot write leaves origin unchanged (N)" t_snapshot_write N
@@ -130,6 +174,7 @@ run_test "snapshot write leaves origin unchanged (P)" t_snapshot_write P
 run_test "sub-chunk writes to origin and snapshot" t_partial_chunk_write
 run_test "three snapshots of one origin keep their own content" t_many_snapshots N
 run_test "three snapshots, one persistent, keep their own content" t_many_snapshots P
+run_test "ten snapshots of one origin, three failing, keep their own content" t_shared_copies
 run_test "reads of unchanged chunks come from the origin" t_reads_from_origin
 run_test "snapshot write leaves origin unchanged (PO)" t_snapshot_write PO
 run_test "reloaded N snapshot keeps its exceptions, COW grown" t_reload N

@@ -40,24 +40,40 @@ impl kcopyd::Completion for CopyJob {
     type Ptr = PoolBox<CopyJob>;
 
     fn complete(mut job: PoolBox<CopyJob>, read_err: bool, write_err: u64) {
-        let ok = !read_err && write_err == 0;
-        let bio = job.bio.take();
-        // The copy (or zeroing) is over: its throttle slot is free again,
-        // whatever the commit still has to do (C: `copy_callback()` and
-        // `zero_callback()` end the copy first).
-        drop(job.slot.take());
-        if job.zero {
-            if let Some(b) = bio {
-                if ok {
-                    b.complete()
-                } else {
-                    b.io_error()
-                }
-            }
-            return;
+        // The copies (or the zeroing) are over: their throttle slots are
+        // free again, whatever the commits still have to do (C:
+        // `copy_callback()` and `zero_callback()` end the copy first).
+        let mut cur = Some(&mut *job);
+        while let Some(j) = cur {
+            drop(j.slot.take());
+            cur = j.next.as_deref_mut();
         }
-        job.state.copy_done(job.chunk, ok, bio);
+        // The job wrote one destination per copy of its chain, in order.
+        let mut next = Some(job);
+        let mut bit = 0;
+        while let Some(mut job) = next {
+            next = job.next.take();
+            let ok = !read_err && write_err & (1 << bit) == 0;
+            bit += 1;
+            copy_ended(job, ok);
+        }
     }
+}
+
+/// The copy of `job` ended, `ok` if it succeeded.
+fn copy_ended(job: PoolBox<CopyJob>, ok: bool) {
+    let bio = job.bio.take();
+    if job.zero {
+        if let Some(b) = bio {
+            if ok {
+                b.complete()
+            } else {
+                b.io_error()
+            }
+        }
+        return;
+    }
+    job.state.copy_done(job.chunk, ok, bio);
 }
 
 impl SnapState {

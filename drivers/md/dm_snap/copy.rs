@@ -15,6 +15,7 @@ use super::{
 };
 use kernel::{
     bio::{BioSlot, OwnedBio},
+    device_mapper::kcopyd::{self, Region},
     mempool::{Mempool, PoolBox},
     prelude::*,
     sync::Arc,
@@ -24,11 +25,16 @@ use kernel::{
 pub(crate) struct CopyJob {
     pub(super) state: Arc<SnapState>,
     pub(super) chunk: u64,
+    /// The COW chunk the copy writes.
+    pub(super) new_chunk: u64,
     /// The bio the job completes: a whole-chunk write, or a discard.
     pub(super) bio: BioSlot,
     pub(super) zero: bool,
     /// The job's place in the COW throttle, given back when the copy ends.
     pub(super) slot: Option<Slot>,
+    /// The copies of the same origin chunk into other snapshots that this
+    /// job's one read serves, each its next destination (see [`Copies`]).
+    pub(super) next: Option<PoolBox<CopyJob>>,
 }
 
 impl CopyJob {
@@ -38,31 +44,135 @@ impl CopyJob {
         let job = CopyJob {
             state: state.clone(),
             chunk,
+            new_chunk: 0,
             bio: BioSlot::new(),
             zero,
             slot: None,
+            next: None,
         };
         Mempool::alloc(&state.job_pool, job, GFP_NOIO)
     }
 }
 
-impl Snap {
-    /// Starts `job`, holding `slot`, copying its chunk to COW chunk
-    /// `new_chunk` (C: `start_copy()`). Cannot fail: the job was allocated
-    /// before the pending exception went in, and whatever happens to the
-    /// copy is reported by its completion, which runs in kcopyd's thread,
-    /// never under the caller's locks.
-    pub(super) fn start_copy(&self, mut job: PoolBox<CopyJob>, slot: Slot, new_chunk: u64) {
-        let chunk = self.state.cfg.chunk;
-        let src = chunk.first_sector(job.chunk);
-        let count = u64::from(chunk.sectors()).min(self.origin.sectors().saturating_sub(src));
-        let from = self.origin.region(src, count);
-        let to = self.cow.region(chunk.first_sector(new_chunk), count);
-        job.slot = Some(slot);
-        if let Err(job) = self.kc.copy::<CopyJob>(&from, &[to], job) {
-            // One destination is always accepted; end the job as failed.
-            self.kc.prepare_callback::<CopyJob>(job).run(true, 0);
+/// The copies one origin write starts: those of the same origin range go
+/// out as one kcopyd job, which reads the origin once and writes every
+/// snapshot's COW chunk (up to [`kcopyd::MAX_REGIONS`]) from that read.
+/// C has no counterpart: `__origin_write()` starts a copy, and a read of
+/// the origin, per snapshot.
+///
+/// Each copy keeps its own pending exception, throttle slot, commit and
+/// invalidation; only the read is shared. The job runs on the first
+/// snapshot's kcopyd client and writes the others' COW devices, which
+/// stay open until their pending exceptions are gone ([`Snap`]'s drop
+/// waits for them, as C's `snapshot_dtr()` does).
+///
+/// Every copy added is started by [`Copies::start`], which runs when the
+/// value is dropped at the latest: a copy, once its pending exception is
+/// in, always starts.
+pub(super) struct Copies<'a> {
+    /// The first snapshot, whose client runs the job, and its copy job,
+    /// whose chain holds the others' in destination order.
+    lead: Option<(&'a Snap, PoolBox<CopyJob>)>,
+    /// The origin range the job reads.
+    from: (u64, u64),
+    /// The destinations so far, in the order of the chain.
+    to: [Option<(&'a Snap, u64)>; kcopyd::MAX_REGIONS],
+    n: usize,
+}
+
+impl<'a> Copies<'a> {
+    /// No copy yet.
+    pub(super) fn new() -> Self {
+        Copies {
+            lead: None,
+            from: (0, 0),
+            to: [None; kcopyd::MAX_REGIONS],
+            n: 0,
         }
+    }
+
+    /// Adds the copy of `job`'s chunk to COW chunk `new_chunk` of `snap`,
+    /// which holds `slot`. It joins the job being built if it reads the
+    /// same origin range and there is room; otherwise that job starts and
+    /// this one begins the next.
+    pub(super) fn add(
+        &mut self,
+        snap: &'a Snap,
+        mut job: PoolBox<CopyJob>,
+        slot: Slot,
+        new_chunk: u64,
+    ) {
+        job.slot = Some(slot);
+        job.new_chunk = new_chunk;
+        let from = snap.copy_range(job.chunk);
+        if self.lead.is_some() && (from != self.from || self.n == kcopyd::MAX_REGIONS) {
+            self.start();
+        }
+        match self.lead.as_mut() {
+            None => {
+                self.from = from;
+                self.lead = Some((snap, job));
+            }
+            Some((_, lead)) => {
+                // The chain runs from the lead's next in destination
+                // order: the new job goes last.
+                let mut cur = &mut lead.next;
+                while let Some(j) = cur {
+                    cur = &mut j.next;
+                }
+                *cur = Some(job);
+            }
+        }
+        self.to[self.n] = Some((snap, new_chunk));
+        self.n += 1;
+    }
+
+    /// Starts the job built so far, if any (C: `start_copy()`). Cannot
+    /// fail: whatever happens to the copy is reported by its completion,
+    /// which runs in kcopyd's thread, never under the caller's locks.
+    pub(super) fn start(&mut self) {
+        let Some((lead, job)) = self.lead.take() else {
+            return;
+        };
+        let (src, count) = self.from;
+        let from = lead.origin.region(src, count);
+        let mut to: [Option<Region>; kcopyd::MAX_REGIONS] = Default::default();
+        for (slot, dest) in to.iter_mut().zip(self.to.iter_mut()) {
+            if let Some((snap, new_chunk)) = dest.take() {
+                let first = snap.state.cfg.chunk.first_sector(new_chunk);
+                *slot = Some(snap.cow.region(first, count));
+            }
+        }
+        self.n = 0;
+        if let Err(job) = lead.kc.copy::<CopyJob>(&from, to.iter().flatten(), job) {
+            // At least one destination and at most the most kcopyd takes.
+            lead.kc.prepare_callback::<CopyJob>(job).run(true, 0);
+        }
+    }
+}
+
+impl Drop for Copies<'_> {
+    fn drop(&mut self) {
+        self.start();
+    }
+}
+
+impl Snap {
+    /// The origin range that a copy of `chunk` reads: the chunk, or what
+    /// of it lies within the origin.
+    pub(super) fn copy_range(&self, chunk: u64) -> (u64, u64) {
+        let size = self.state.cfg.chunk;
+        let src = size.first_sector(chunk);
+        let count = u64::from(size.sectors()).min(self.origin.sectors().saturating_sub(src));
+        (src, count)
+    }
+
+    /// Starts `job`, holding `slot`, copying its chunk to COW chunk
+    /// `new_chunk` (C: `start_copy()`): a copy of its own.
+    pub(super) fn start_copy(&self, job: PoolBox<CopyJob>, slot: Slot, new_chunk: u64) {
+        let mut copies = Copies::new();
+        copies.add(self, job, slot, new_chunk);
+        copies.start();
     }
 
     /// Zeroes the COW chunk a whole-chunk discard maps to, then completes
@@ -81,7 +191,7 @@ impl Snap {
         if let Err(b) = job.bio.put(bio) {
             return b.io_error();
         }
-        if let Err(job) = self.kc.zero::<CopyJob>(&[to], job) {
+        if let Err(job) = self.kc.zero::<CopyJob>([&to], job) {
             self.kc.prepare_callback::<CopyJob>(job).run(true, 0);
         }
     }

@@ -6,6 +6,8 @@
 //!
 //! C counterpart: `__origin_write()` and `do_origin()` in
 //! `drivers/md/dm-snap.c`, with the throttle's `wait_for_in_progress()`.
+//! Unlike C, the copies one write starts share one read of the origin
+//! chunk ([`Copies`]).
 //!
 //! Locks: the registry for reading, then one snapshot's `inner` at a time
 //! (the lock order is written at the top of `state.rs`). A writer that
@@ -14,7 +16,7 @@
 #![deny(unsafe_code)]
 
 use super::{
-    copy::CopyJob,
+    copy::{Copies, CopyJob},
     pending::Pending,
     registry::{snaps_of, Origins, Registry},
     state::{Invalidate, Snap},
@@ -58,6 +60,10 @@ fn origin_pass<'a>(
     held: &mut Option<Slot>,
 ) -> Pass<'a> {
     let mut wait_on = None;
+    // The copies started, one read of the origin for those of the same
+    // range; any not yet started when the pass returns start as it
+    // returns, after the snapshot lock is dropped.
+    let mut copies = Copies::new();
     for snap in snaps_of(origins, dev) {
         let st = &snap.state;
         // A merging snapshot gets no new exceptions: it is as good as
@@ -123,9 +129,10 @@ fn origin_pass<'a>(
         };
         drop(inner);
         if let Some((job, slot, new_chunk)) = started {
-            snap.start_copy(job, slot, new_chunk);
+            copies.add(snap, job, slot, new_chunk);
         }
     }
+    copies.start();
     match wait_on {
         Some(snap) => Pass::Wait(snap),
         None => Pass::Done,

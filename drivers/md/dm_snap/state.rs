@@ -261,12 +261,27 @@ impl SnapState {
 
 /// One snapshot: what origin writes need to copy into it. Shared by the
 /// target instance and the registry.
+///
+/// Its devices stay open until no exception of it is pending: a copy into
+/// its COW device may run on another snapshot's kcopyd client, when one
+/// read of the origin serves several snapshots (`Copies`).
 pub(crate) struct Snap {
-    /// Dropped first: waits for the copies, which use the devices.
+    /// Dropped first: waits for the copies it runs, which use the devices.
     pub(super) kc: kcopyd::Client,
     pub(super) state: Arc<SnapState>,
     pub(super) origin: Device,
     pub(super) cow: Device,
+}
+
+impl Drop for Snap {
+    fn drop(&mut self) {
+        // No origin write finds this snapshot any more; the copies into it
+        // that other snapshots' clients run end, and with them its pending
+        // exceptions (C: `snapshot_dtr()` waits for
+        // `pending_exceptions_count`). Then its own client goes, and the
+        // devices.
+        self.state.drain.wait_idle();
+    }
 }
 
 impl Snap {
