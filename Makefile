@@ -13,6 +13,7 @@
 #   make kernel / module  build steps alone
 #   make host-test        the host unit tests of the kernel-independent logic
 #   make bench            the COW throttle benchmark, C against ours
+#   make bench-snaps      origin writes with 1, 4 and 16 snapshots, C against ours
 #   make lvm2-check       LVM2's own snapshot test scripts, on C and on ours
 #   make series           the work as a patch series for a 6.12 tree
 
@@ -20,7 +21,7 @@ ifneq ($(KERNELRELEASE),)
 include $(src)/Kbuild
 else
 
-.PHONY: run check check-reference check-debug soak kernel module host-test bench lvm2-check series clean
+.PHONY: run check check-reference check-debug soak kernel module host-test bench bench-snaps lvm2-check series clean
 
 run:
 	@scripts/run.sh
@@ -48,6 +49,9 @@ host-test:
 
 bench:
 	@scripts/bench.sh
+
+bench-snaps:
+	@scripts/bench-snaps.sh
 
 lvm2-check:
 	@scripts/lvm2-tests.sh
