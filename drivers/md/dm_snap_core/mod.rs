@@ -12,6 +12,7 @@ pub mod chunk;
 pub mod commit;
 pub mod disk;
 pub mod merge;
+pub mod runs;
 pub mod table;
 pub mod throttle;
 pub mod track;
