@@ -26,6 +26,8 @@ mod ctr;
 pub mod dm_snap_core;
 #[path = "dm_snap/drain.rs"]
 mod drain;
+#[path = "dm_snap/exceptions.rs"]
+mod exceptions;
 #[path = "dm_snap/handover.rs"]
 mod handover;
 #[path = "dm_snap/merge.rs"]

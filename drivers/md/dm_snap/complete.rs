@@ -246,11 +246,9 @@ impl SnapState {
             self.invalidate(&mut inner, Invalidate::Io);
         } else if !inner.valid {
             ok = false;
-        } else if let Some(node) = node {
-            inner.complete.insert(node.into_node(chunk, new_chunk));
         } else if inner
             .complete
-            .try_create_and_insert(chunk, new_chunk, GFP_NOIO)
+            .insert(chunk, new_chunk, node, GFP_NOIO)
             .is_err()
         {
             // C: `alloc_completed_exception()` failed.

@@ -16,6 +16,7 @@
 
 use super::{
     drain::Drain,
+    exceptions::ExceptionTable,
     pending::PendingTable,
     persistent::{self, HeaderSlot, LoadError},
     read_tracker::ReadTracker,
@@ -42,7 +43,6 @@ use kernel::{
     mempool::Mempool,
     new_mutex,
     prelude::*,
-    rbtree::RBTree,
     sync::Arc,
 };
 
@@ -235,13 +235,20 @@ impl Snapshot {
         };
         let pending_pool = Mempool::new(MIN_IOS).map_err(pool_error)?;
         let job_pool = Mempool::new(MIN_IOS).map_err(pool_error)?;
-        let pending = PendingTable::new()
-            .map_err(|_| CtrError::new(ENOMEM, c_str!("Unable to allocate hash table space")))?;
+        let table_error = |_| CtrError::new(ENOMEM, c_str!("Unable to allocate hash table space"));
+        let pending = PendingTable::new().map_err(table_error)?;
         let event = target.table_event().map_err(nomem)?;
         let throttle = CowThrottle::new().map_err(nomem)?;
         // The store is read below, once the table holds the COW device, or
         // handed over on resume.
         let (unread, header) = unread_store(store, &cow, chunk)?;
+        // Sized for the COW device, as C's `init_hash_tables()`; a store
+        // read below comes with its own.
+        let complete = if handover_from.is_none() && header.is_some() {
+            ExceptionTable::empty()
+        } else {
+            ExceptionTable::new(chunk.sector_to_chunk(cow.sectors())).map_err(table_error)?
+        };
         let state = Arc::pin_init(
             pin_init!(SnapState {
                 cfg,
@@ -251,7 +258,7 @@ impl Snapshot {
                 inner <- new_mutex!(Inner {
                     valid: true,
                     overflowed: false,
-                    complete: RBTree::new(),
+                    complete,
                     pending,
                     store: unread,
                     seq: Sequencer::new(),

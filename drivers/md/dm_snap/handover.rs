@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 
 use super::{
+    exceptions::ExceptionTable,
     snapshot::Snapshot,
     state::{Handover, SnapState},
 };
@@ -85,7 +86,7 @@ impl Snapshot {
             let valid = s.valid;
             let overflowed = s.overflowed;
             let seq = s.seq;
-            let complete = mem::take(&mut s.complete);
+            let complete = mem::replace(&mut s.complete, ExceptionTable::empty());
             mem::swap(&mut s.store, &mut spare);
             s.valid = false;
             drop(s);

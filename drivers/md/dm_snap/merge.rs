@@ -41,7 +41,7 @@ use super::{
     snapshot::{SnapBio, Snapshot},
     state::{Snap, SnapState},
 };
-use crate::dm_snap_core::{disk::StoreState, merge::Run};
+use crate::dm_snap_core::{disk::StoreState, merge::Run, runs::Removed};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use kernel::{
     c_str,
@@ -336,7 +336,10 @@ impl Merger {
         }
         for c in (0..run.chunks).rev() {
             let old = run.old_chunk + c;
-            if inner.complete.remove(&old).is_none() {
+            if !matches!(
+                inner.complete.remove(old),
+                Removed::Empty | Removed::Shorter
+            ) {
                 drop(inner);
                 pr_err!(
                     "Corruption detected: exception for block {} is on disk but not in memory\n",
@@ -454,7 +457,7 @@ impl TargetOperations for SnapshotMerge {
             drop(inner);
             return self.to_origin(bio);
         }
-        let Some(&new_chunk) = inner.complete.get(&chunk) else {
+        let Some(new_chunk) = inner.complete.get(chunk) else {
             drop(inner);
             return self.to_origin(bio);
         };

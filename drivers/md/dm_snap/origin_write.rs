@@ -83,7 +83,7 @@ fn origin_pass<'a>(
                 wait_on = Some(snap);
                 break None;
             }
-            if inner.complete.get(&chunk).is_some() {
+            if inner.complete.contains(chunk) {
                 break None;
             }
             if limit == Limit::Throttled && st.drain.is_draining() {

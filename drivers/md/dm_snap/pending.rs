@@ -9,11 +9,11 @@
 
 #![deny(unsafe_code)]
 
+use super::exceptions::Spare;
 use kernel::{
     bio::{BioList, OwnedBio},
     mempool::PoolBox,
     prelude::*,
-    rbtree::RBTreeNodeReservation,
 };
 
 /// Buckets of the pending exception table (a power of two).
@@ -39,7 +39,7 @@ pub(crate) struct Pending {
     pub(super) full_bio: Option<OwnedBio>,
     /// The complete table's node for the exception, taken when the
     /// exception was made, so that completing it needs no memory.
-    pub(super) node: Option<RBTreeNodeReservation<u64, u64>>,
+    pub(super) node: Option<Spare>,
     next: Option<PoolBox<Pending>>,
 }
 

@@ -10,6 +10,7 @@
 
 #![deny(unsafe_code)]
 
+use super::exceptions::ExceptionTable;
 use crate::dm_snap_core::{
     chunk::ChunkSize,
     disk::{
@@ -27,7 +28,6 @@ use kernel::{
     },
     impl_has_work, new_mutex, new_work,
     prelude::*,
-    rbtree::RBTree,
     sync::{Arc, Mutex},
     workqueue::{OwnedQueue, Work, WorkItem},
 };
@@ -178,7 +178,7 @@ pub(crate) struct Loaded {
     /// The allocation state after the last exception.
     pub(crate) state: StoreState,
     /// The exceptions on disk: origin chunk to COW chunk.
-    pub(crate) complete: RBTree<u64, u64>,
+    pub(crate) complete: ExceptionTable,
     /// The metadata I/O, for the snapshot's later commits.
     pub(crate) meta: Metadata,
 }
@@ -424,14 +424,16 @@ pub(crate) fn load(
                 chunk: first,
                 valid: true,
                 state: StoreState::new(),
-                complete: RBTree::new(),
+                complete: ExceptionTable::new(first.sector_to_chunk(cow_sectors))
+                    .map_err(|_| LoadError::NoMem)?,
                 meta,
             })
         }
         HeaderState::Existing { chunk, valid } => {
             let layout = Layout::new(chunk, cow_sectors);
             let mut meta = Metadata::new(io, whole, layout)?;
-            let mut complete = RBTree::new();
+            let mut complete = ExceptionTable::new(chunk.sector_to_chunk(cow_sectors))
+                .map_err(|_| LoadError::NoMem)?;
             if !valid {
                 return Ok(Loaded {
                     chunk,
@@ -451,12 +453,11 @@ pub(crate) fn load(
                     )
                     .map_err(LoadError::Io)?;
                 loader.feed(&area, |e: DiskException| {
-                    if complete.get(&e.old_chunk).is_some() {
+                    if complete.contains(e.old_chunk) {
                         return Err(LoadError::RepeatedChunk(e.old_chunk));
                     }
                     complete
-                        .try_create_and_insert(e.old_chunk, e.new_chunk, GFP_KERNEL)
-                        .map(|_| ())
+                        .insert(e.old_chunk, e.new_chunk, None, GFP_KERNEL)
                         .map_err(|_| LoadError::NoMem)
                 })?;
             }

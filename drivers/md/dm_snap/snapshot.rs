@@ -97,7 +97,7 @@ impl Snapshot {
                 pe.snapshot_bios.push(bio.into_owned());
                 return MapResult::Submitted;
             }
-            if let Some(&new_chunk) = inner.complete.get(&chunk) {
+            if let Some(new_chunk) = inner.complete.get(chunk) {
                 drop(inner);
                 snap.remap_cow(&mut bio, new_chunk);
                 return MapResult::Remapped(bio);
@@ -191,7 +191,7 @@ impl TargetOperations for Snapshot {
             snap.origin.remap(&mut bio);
             return MapResult::Remapped(bio);
         }
-        if let Some(&new_chunk) = inner.complete.get(&chunk) {
+        if let Some(new_chunk) = inner.complete.get(chunk) {
             drop(inner);
             snap.remap_cow(&mut bio, new_chunk);
             if discard && bio.sectors() == st.cfg.chunk.sectors() {

@@ -47,6 +47,7 @@
 use super::{
     copy::CopyJob,
     drain::Drain,
+    exceptions::{ExceptionTable, Spare},
     pending::{Pending, PendingTable},
     persistent::Metadata,
     read_tracker::ReadTracker,
@@ -67,7 +68,6 @@ use kernel::{
     device_mapper::{kcopyd, Device, TableEvent},
     mempool::{Mempool, PoolBox},
     prelude::*,
-    rbtree::{RBTree, RBTreeNodeReservation},
     sync::{Arc, Mutex},
 };
 
@@ -112,7 +112,7 @@ pub(super) struct Inner {
     /// `snapshot_overflowed`); writes to the snapshot fail from then on.
     pub(super) overflowed: bool,
     /// Completed exceptions: origin chunk to COW chunk.
-    pub(super) complete: RBTree<u64, u64>,
+    pub(super) complete: ExceptionTable,
     pub(super) pending: PendingTable,
     pub(super) store: Store,
     /// The order in which exceptions were allocated, and in which a
@@ -194,7 +194,7 @@ impl SnapState {
         chunk: u64,
     ) -> Result<(PoolBox<Pending>, PoolBox<CopyJob>)> {
         let mut pe = Mempool::alloc(&self.pending_pool, Pending::new(chunk), GFP_NOIO)?;
-        pe.node = RBTreeNodeReservation::new(GFP_NOIO).ok();
+        pe.node = Spare::new(GFP_NOIO).ok();
         Ok((pe, CopyJob::alloc(self, chunk, false)?))
     }
 

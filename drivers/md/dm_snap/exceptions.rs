@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The complete exceptions of a snapshot: a hash table of runs of
+//! consecutive chunks (`dm_snap_core::runs`), one bucket a window of old
+//! chunks, each bucket a chain of nodes.
+//!
+//! A sequential fill takes one node for up to 256 chunks; a random one a
+//! node of 32 bytes an exception, as C's slab object. The buckets are
+//! allocated when the table is made (`ctr` or the persistent store's
+//! load), sized for the COW device as C sizes them; the I/O path only
+//! takes a node reserved with the pending exception, or allocates one
+//! with `GFP_NOIO` if that reservation failed.
+//!
+//! C counterpart: `struct dm_exception_table` for `s->complete`,
+//! `dm_exception_table_init()`, `dm_insert_exception()`,
+//! `dm_lookup_exception()` and `__remove_single_exception_chunk()` in
+//! `drivers/md/dm-snap.c`.
+//!
+//! Locks: the snapshot's `inner`, which holds the table.
+
+#![deny(unsafe_code)]
+
+use crate::dm_snap_core::runs::{self, Removed, Run};
+use kernel::{alloc::Flags, prelude::*};
+
+/// One run in a bucket's chain.
+pub(crate) struct Node {
+    run: Run,
+    next: Option<KBox<Node>>,
+}
+
+/// A node allocated before it is needed: an exception completes without
+/// allocating.
+pub(crate) struct Spare(KBox<Node>);
+
+impl Spare {
+    /// A node for a later [`ExceptionTable::insert`].
+    pub(crate) fn new(flags: Flags) -> Result<Self> {
+        Ok(Self(KBox::new(
+            Node {
+                run: Run::one(0, 0),
+                next: None,
+            },
+            flags,
+        )?))
+    }
+}
+
+/// The complete exceptions: origin chunk to COW chunk.
+pub(crate) struct ExceptionTable {
+    /// `1 << order` buckets, or none for a table that holds nothing (what
+    /// a snapshot handed over keeps).
+    order: u32,
+    buckets: KVVec<Option<KBox<Node>>>,
+}
+
+impl ExceptionTable {
+    /// A table for a COW device of `cow_chunks` chunks, its buckets
+    /// allocated now (`GFP_KERNEL`: a constructor's).
+    pub(crate) fn new(cow_chunks: u64) -> Result<Self> {
+        let order = runs::table_order(cow_chunks);
+        let n = 1usize << order;
+        let mut buckets = KVVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            buckets.push(None, GFP_KERNEL)?;
+        }
+        Ok(Self { order, buckets })
+    }
+
+    /// A table with no buckets: it holds nothing and takes nothing.
+    pub(crate) fn empty() -> Self {
+        Self {
+            order: 0,
+            buckets: KVVec::new(),
+        }
+    }
+
+    fn bucket(&self, chunk: u64) -> Option<&Option<KBox<Node>>> {
+        self.buckets.get(runs::bucket(chunk, self.order))
+    }
+
+    /// The COW chunk of origin chunk `chunk` (C: `dm_lookup_exception()`).
+    pub(crate) fn get(&self, chunk: u64) -> Option<u64> {
+        let mut cur = self.bucket(chunk)?.as_deref();
+        while let Some(n) = cur {
+            if let Some(new_chunk) = n.run.lookup(chunk) {
+                return Some(new_chunk);
+            }
+            cur = n.next.as_deref();
+        }
+        None
+    }
+
+    /// Whether origin chunk `chunk` has an exception.
+    pub(crate) fn contains(&self, chunk: u64) -> bool {
+        self.get(chunk).is_some()
+    }
+
+    /// Adds the exception `old_chunk` to `new_chunk`, which has none yet
+    /// (C: `dm_insert_exception()`): it joins a run it follows on from, or
+    /// takes `spare`, or a node allocated with `flags`. Fails only if it
+    /// needed a node and none could be had.
+    pub(crate) fn insert(
+        &mut self,
+        old_chunk: u64,
+        new_chunk: u64,
+        spare: Option<Spare>,
+        flags: Flags,
+    ) -> Result {
+        let b = runs::bucket(old_chunk, self.order);
+        let head = self.buckets.get_mut(b).ok_or(ENOMEM)?;
+        let mut cur = head.as_deref_mut();
+        while let Some(n) = cur {
+            if n.run.try_add(old_chunk, new_chunk) {
+                return Ok(());
+            }
+            cur = n.next.as_deref_mut();
+        }
+        let Spare(mut node) = match spare {
+            Some(s) => s,
+            None => Spare::new(flags)?,
+        };
+        node.run = Run::one(old_chunk, new_chunk);
+        node.next = head.take();
+        *head = Some(node);
+        Ok(())
+    }
+
+    /// Removes the exception of `chunk`, the first or last of its run (C:
+    /// `__remove_single_exception_chunk()`).
+    pub(crate) fn remove(&mut self, chunk: u64) -> Removed {
+        let b = runs::bucket(chunk, self.order);
+        let Some(head) = self.buckets.get_mut(b) else {
+            return Removed::NotHeld;
+        };
+        let mut cur = head;
+        loop {
+            let r = match cur.as_deref_mut() {
+                None => return Removed::NotHeld,
+                Some(n) => n.run.remove(chunk),
+            };
+            match r {
+                Removed::NotHeld => match cur {
+                    Some(n) => cur = &mut n.next,
+                    None => return Removed::NotHeld,
+                },
+                Removed::Empty => {
+                    if let Some(mut n) = cur.take() {
+                        *cur = n.next.take();
+                    }
+                    return Removed::Empty;
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Drop for ExceptionTable {
+    fn drop(&mut self) {
+        // Node by node: dropping a chain as one value would recurse once
+        // a node.
+        for head in self.buckets.iter_mut() {
+            let mut cur = head.take();
+            while let Some(mut n) = cur {
+                cur = n.next.take();
+            }
+        }
+    }
+}
