@@ -38,7 +38,7 @@ need_both() {
 		c=$(mkloop 1)
 		ok=yes
 		dmsetup create "$DM_PREFIX-probe" --table "0 2048 snapshot $o $c P 8" 2>/dev/null || ok=
-		[ -z "$ok" ] || dmsetup remove "$DM_PREFIX-probe"
+		[ -z "$ok" ] || dm_remove probe
 		losetup -d "$o" "$c"
 		[ -n "$ok" ] || skip_because "exception store P not in the $m module"
 	done
@@ -66,8 +66,7 @@ open_snap() {
 }
 
 close_snap() {
-	dmsetup remove "$DM_PREFIX-s"
-	dmsetup remove "$DM_PREFIX-origin"
+	dm_remove s origin
 }
 
 # status_of: used/total metadata of the snapshot.
@@ -209,9 +208,7 @@ t_replay() {
 	python3 "$REPLAY" write "$DM_PREFIX-lw" "/dev/mapper/$DM_PREFIX-origin" \
 		"/dev/mapper/$DM_PREFIX-s" "$REPLAY_OPS" "$REPLAY_SEED" "$state"
 	# The log is complete once its device is gone.
-	for m in s origin cow obase lw; do
-		dmsetup remove "$DM_PREFIX-$m"
-	done
+	dm_remove s origin cow obase lw
 	echo "# seed $REPLAY_SEED (DM_SNAP_REPLAY_SEED)"
 	rdev=$(mkloop 9)
 	for m in "$IMPL" $([ "$IMPL" = rust ] && echo c || echo rust); do

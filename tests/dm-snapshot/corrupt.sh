@@ -56,7 +56,7 @@ try_load() {
 		echo "# loaded by $MOD, status: $(dmsetup status "$name" | cut -d' ' -f4-)"
 		dd if="/dev/mapper/$name" of=/dev/null bs=64k iflag=direct status=none || true
 		dd if="$WORK/A" of="/dev/mapper/$name" bs=4k count=16 oflag=direct status=none || true
-		dmsetup remove "$name"
+		dm_remove s
 	elif [ "$IMPL" = rust ]; then
 		refused "$name" "$ERR" "$1" || return 1
 	else
@@ -89,7 +89,7 @@ t_good() {
 	splice "$WORK/A" "$WORK/B" 20 > "$WORK/exp"
 	head -c 24576 "$WORK/exp" > "$WORK/exp24"
 	same "$s" "$WORK/exp24"
-	dmsetup remove "$DM_PREFIX-s"
+	dm_remove s
 	check_canaries
 }
 

@@ -53,7 +53,7 @@ t_load_failures() {
 	$FAIL_NTH load "$DM_PREFIX-fail" 3000 "$SZ" "$1" "$params" "${DM_SNAP_FAULT_STEP:-1}" |
 		sed 's/^/# /'
 	[ "${PIPESTATUS[0]}" = 0 ]
-	dmsetup remove "$DM_PREFIX-fail"
+	dm_remove fail
 	# Still working: a snapshot keeps the old data while the origin changes.
 	o=$(dm origin "0 $SZ snapshot-origin $BASE")
 	s=$(dm_snap snap "0 $SZ snapshot $BASE $COW $2 16")
@@ -202,7 +202,7 @@ t_invalidate_nomem() {
 	echo "# $n allocations failed while the snapshot overflowed"
 	[ "$rc" = 0 ] || { echo "the origin write that overflowed the snapshot failed"; return 1; }
 	expect "$(dmsetup status "$DM_PREFIX-snap" | cut -d' ' -f4-)" Invalid "live status"
-	dmsetup remove "$DM_PREFIX-snap"
+	dm_remove snap
 	dm snap "0 $SZ snapshot $BASE $cow P 128" > /dev/null
 	expect "$(dmsetup status "$DM_PREFIX-snap" | cut -d' ' -f4-)" Invalid "status loaded again"
 }

@@ -67,7 +67,7 @@ has_store() {
 		c=$(mkloop 1)
 		if dmsetup create "$DM_PREFIX-probe" --table "0 2048 snapshot $o $c $1 8" 2>/dev/null; then
 			echo yes > "$flag"
-			dmsetup remove "$DM_PREFIX-probe"
+			dm_remove probe
 		else
 			echo no > "$flag"
 		fi
@@ -173,6 +173,18 @@ dm() {
 		return 1
 	fi
 	echo "/dev/mapper/$name"
+}
+
+# dm_remove NAME...: remove the test's devices NAME ($DM_PREFIX-NAME). With
+# udevd running, a device closed after writing gets a change event whose
+# blkid opens it for a moment; a remove then would fail with EBUSY. Wait
+# for the events, and retry as LVM does.
+dm_remove() {
+	local m
+	udevadm settle --timeout=30 2> /dev/null || true
+	for m in "$@"; do
+		dmsetup remove --retry "$DM_PREFIX-$m"
+	done
 }
 
 # dm_snap NAME TABLE: create a snapshot, then suspend and resume the origin

@@ -79,7 +79,7 @@ start_merge() {
 	dmsetup suspend "$DM_PREFIX-origin"
 	dmsetup reload "$DM_PREFIX-origin" --table "0 $SZ snapshot-merge $BASE $COWDEV P 8"
 	dmsetup resume "$DM_PREFIX-origin"
-	dmsetup remove "$DM_PREFIX-s1"
+	dm_remove s1
 }
 
 # merge_table KIND: replace the origin's table by snapshot-origin (which
@@ -295,7 +295,7 @@ t_refuse_second() {
 	dmsetup suspend "$DM_PREFIX-origin"
 	dmsetup reload "$DM_PREFIX-origin" --table "0 $sz snapshot-merge $base $cow1 P 8"
 	dmsetup resume "$DM_PREFIX-origin"
-	dmsetup remove "$DM_PREFIX-s1"
+	dm_remove s1
 	dmsetup suspend "$DM_PREFIX-s2"
 	dmesg -C
 	if dmsetup reload "$DM_PREFIX-s2" --table "0 $sz snapshot-merge $base $cow2 P 8" 2>/dev/null; then

@@ -92,7 +92,7 @@ handover_pair() {
 t_handover_cancelled() {
 	handover_pair
 	dmesg -C
-	dmsetup remove "$DM_PREFIX-s1"
+	dm_remove s1
 	in_log "Cancelling snapshot handover."
 	dmsetup resume "$DM_PREFIX-s2"
 	expect "$(status_of s2)" Invalid "status of the destination after its source was removed"
@@ -565,7 +565,7 @@ t_lock_order() {
 	done
 	# shellcheck disable=SC2086 # one pid a word
 	wait $pids
-	dmsetup remove "$DM_PREFIX-s1"
+	dm_remove s1
 	if dmesg | grep -E 'possible circular locking|inconsistent lock state|possible recursive locking|WARNING:'; then
 		echo "lockdep reported the above"
 		return 1

@@ -66,8 +66,8 @@ t_deadlock() {
 		cow=$(delayed "cow$round" 8 20)
 		dm_snap "r$round" "0 $sz snapshot $base $cow N 8" >/dev/null
 		sleep 0.5
-		dmsetup remove "$DM_PREFIX-r$round"
-		dmsetup remove "$DM_PREFIX-cow$round"
+		dm_remove r$round
+		dm_remove cow$round
 		if [ "$SECONDS" -gt "$deadline" ]; then
 			echo "only $round of $ROUNDS rounds within the deadline"
 			rc=1
