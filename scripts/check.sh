@@ -72,16 +72,17 @@ timed "set-up and build" 0
 # printed, and their results counted, once they and the boots are done.
 # The test-only buggy throttle module is built there too.
 
-# fuzz SECONDS: a fuzz run of the on-disk parser.
+# fuzz SECONDS TARGET: a fuzz run of the on-disk parser (disk_metadata) or
+# of the exception runs against their model (exception_runs).
 fuzz() {
 	local t0=$SECONDS
-	if "$TOP/scripts/fuzz.sh" "$1" > "$RESULTS/fuzz.log" 2>&1; then
-		result ok "$(tail -n1 "$RESULTS/fuzz.log" | sed 's/ (log:.*//')"
+	if "$TOP/scripts/fuzz.sh" "$1" "$2" > "$RESULTS/fuzz-$2.log" 2>&1; then
+		result ok "$(tail -n1 "$RESULTS/fuzz-$2.log" | sed 's/ (log:.*//')"
 	else
-		tail -n 20 "$RESULTS/fuzz.log"
-		result fail "fuzz: disk_metadata ($1 s)"
+		tail -n 20 "$RESULTS/fuzz-$2.log"
+		result fail "fuzz: $2 ($1 s)"
 	fi
-	timed "fuzz (build included)" $t0
+	timed "fuzz $2 (build included)" $t0
 }
 
 # lint NAME CMD...: a check passes when CMD succeeds and prints no warning.
@@ -140,7 +141,8 @@ build_buggy() { module_copy "$BUGGY" DM_SNAP_BUGGY_THROTTLE=1; }
 host_checks() {
 	local t0 r
 	if [ "$SOAK" = 1 ]; then
-		fuzz "${DM_SNAP_FUZZ_SECONDS:-600}"
+		fuzz "${DM_SNAP_FUZZ_SECONDS:-600}" disk_metadata
+		fuzz "${DM_SNAP_FUZZ_SECONDS:-600}" exception_runs
 	else
 		t0=$SECONDS
 		if (cd "$TOP/host" && cargo test --quiet) > "$RESULTS/host-tests.log" 2>&1; then
@@ -152,8 +154,9 @@ host_checks() {
 		fi
 		timed "host unit tests (build included)" $t0
 
-		# A short fuzz run (scripts/fuzz.sh or make soak for longer ones).
-		fuzz 20
+		# Short fuzz runs (scripts/fuzz.sh or make soak for longer ones).
+		fuzz 20 disk_metadata
+		fuzz 10 exception_runs
 
 		lint "rustfmtcheck (kernel tree with overlay)" make_kernel rustfmtcheck
 		lint "rustfmt --check (module)" "$RUSTFMT" --check --config-path "$KDIR/.rustfmt.toml" \

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Fuzz the kernel-independent parsers with cargo fuzz (libFuzzer) and print
+# Fuzz the kernel-independent logic with cargo fuzz (libFuzzer) and print
 # the run's exec count and result.
-# Usage: fuzz.sh [SECONDS] [TARGET]   (default 60 s, disk_metadata)
+# Usage: fuzz.sh [SECONDS] [TARGET]   (default 60 s, disk_metadata; the
+# targets: disk_metadata, the on-disk parser; exception_runs, the exception
+# runs against a model)
 
 . "$(dirname "$0")/lib.sh"
 

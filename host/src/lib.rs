@@ -10,3 +10,7 @@
 
 #[path = "../../drivers/md/dm_snap_core/mod.rs"]
 pub mod dm_snap_core;
+
+/// Host only, not in the module: a table of exception runs on vectors, as
+/// the kernel builds its own, for the tests and the fuzz target.
+pub mod runs_model;

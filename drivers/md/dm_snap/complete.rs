@@ -22,6 +22,7 @@
 
 use super::{
     copy::CopyJob,
+    exceptions::Insert,
     origin_write::{do_origin, Limit},
     persistent::Metadata,
     state::{Invalidate, SnapState},
@@ -246,14 +247,26 @@ impl SnapState {
             self.invalidate(&mut inner, Invalidate::Io);
         } else if !inner.valid {
             ok = false;
-        } else if inner
-            .complete
-            .insert(chunk, new_chunk, node, GFP_NOIO)
-            .is_err()
-        {
-            // C: `alloc_completed_exception()` failed.
-            self.invalidate(&mut inner, Invalidate::NoMem);
-            ok = false;
+        } else {
+            match inner.complete.insert(chunk, new_chunk, node, GFP_NOIO) {
+                Ok(()) => {}
+                // C: `alloc_completed_exception()` failed.
+                Err(Insert::NoMem) => {
+                    self.invalidate(&mut inner, Invalidate::NoMem);
+                    ok = false;
+                }
+                Err(Insert::Held) => {
+                    // Never: a chunk gets a pending exception only while
+                    // it has no complete one. Two COW chunks for one
+                    // origin chunk would be wrong data; none is used.
+                    pr_err!(
+                        "Corruption detected: exception for block {} completed twice\n",
+                        chunk
+                    );
+                    self.invalidate(&mut inner, Invalidate::Io);
+                    ok = false;
+                }
+            }
         }
         if ok {
             // Snapshot reads of the chunk go to the COW device from now

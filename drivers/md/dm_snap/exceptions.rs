@@ -5,7 +5,10 @@
 //! chunks, each bucket a chain of nodes.
 //!
 //! A sequential fill takes one node for up to 256 chunks; a random one a
-//! node of 32 bytes an exception, as C's slab object. The buckets are
+//! node of 32 bytes an exception, as C's slab object. A chain is kept in
+//! the order of the runs' old chunks: walks stop at the first run past
+//! their chunk, and an insertion finds in one walk both whether the chunk
+//! is held already and where it goes. The buckets are
 //! allocated when the table is made (`ctr` or the persistent store's
 //! load), sized for the COW device as C sizes them; the I/O path only
 //! takes a node reserved with the pending exception, or allocates one
@@ -46,6 +49,15 @@ impl Spare {
     }
 }
 
+/// Why [`ExceptionTable::insert`] added nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// The origin chunk has an exception already.
+    Held,
+    /// A node was needed and none could be allocated.
+    NoMem,
+}
+
 /// The complete exceptions: origin chunk to COW chunk.
 pub(crate) struct ExceptionTable {
     /// `1 << order` buckets, or none for a table that holds nothing (what
@@ -83,6 +95,10 @@ impl ExceptionTable {
     pub(crate) fn get(&self, chunk: u64) -> Option<u64> {
         let mut cur = self.bucket(chunk)?.as_deref();
         while let Some(n) = cur {
+            if n.run.old_chunk > chunk {
+                // The chain is in order: no later run holds it.
+                return None;
+            }
             if let Some(new_chunk) = n.run.lookup(chunk) {
                 return Some(new_chunk);
             }
@@ -96,9 +112,11 @@ impl ExceptionTable {
         self.get(chunk).is_some()
     }
 
-    /// Adds the exception `old_chunk` to `new_chunk`, which has none yet
-    /// (C: `dm_insert_exception()`): it joins a run it follows on from, or
-    /// takes `spare`, or a node allocated with `flags`. Fails only if it
+    /// Adds the exception `old_chunk` to `new_chunk` (C:
+    /// `dm_insert_exception()`): it joins a run it follows on from, or
+    /// takes `spare`, or a node allocated with `flags`, in its place in the
+    /// chain. Fails with [`Insert::Held`] if `old_chunk` has an exception
+    /// already (the table is left as it was), with [`Insert::NoMem`] if it
     /// needed a node and none could be had.
     pub(crate) fn insert(
         &mut self,
@@ -106,24 +124,56 @@ impl ExceptionTable {
         new_chunk: u64,
         spare: Option<Spare>,
         flags: Flags,
-    ) -> Result {
+    ) -> Result<(), Insert> {
         let b = runs::bucket(old_chunk, self.order);
-        let head = self.buckets.get_mut(b).ok_or(ENOMEM)?;
-        let mut cur = head.as_deref_mut();
-        while let Some(n) = cur {
-            if n.run.try_add(old_chunk, new_chunk) {
-                return Ok(());
+        // `cur`: the link to the first run not passed yet. A run that
+        // starts before the chunk is passed if the next one does too.
+        let mut cur = self.buckets.get_mut(b).ok_or(Insert::NoMem)?;
+        loop {
+            let passed = match cur.as_deref_mut() {
+                Some(n) if n.run.old_chunk <= old_chunk => {
+                    if n.run.lookup(old_chunk).is_some() {
+                        return Err(Insert::Held);
+                    }
+                    let Node { run, next } = n;
+                    if !next
+                        .as_deref()
+                        .is_some_and(|m| m.run.old_chunk <= old_chunk)
+                    {
+                        // `run` is the last that starts before the chunk.
+                        if runs::join(
+                            Some(run),
+                            next.as_deref_mut().map(|m| &mut m.run),
+                            old_chunk,
+                            new_chunk,
+                        ) {
+                            return Ok(());
+                        }
+                        return link(next, old_chunk, new_chunk, spare, flags);
+                    }
+                    true
+                }
+                // The chunk goes before this run, or at the end.
+                _ => false,
+            };
+            if !passed {
+                break;
             }
-            cur = n.next.as_deref_mut();
+            match cur {
+                Some(n) => cur = &mut n.next,
+                None => break,
+            }
         }
-        let Spare(mut node) = match spare {
-            Some(s) => s,
-            None => Spare::new(flags)?,
-        };
-        node.run = Run::one(old_chunk, new_chunk);
-        node.next = head.take();
-        *head = Some(node);
-        Ok(())
+        // No run starts before the chunk.
+        if runs::join(
+            None,
+            cur.as_deref_mut().map(|m| &mut m.run),
+            old_chunk,
+            new_chunk,
+        ) {
+            return Ok(());
+        }
+        link(cur, old_chunk, new_chunk, spare, flags)
     }
 
     /// Removes the exception of `chunk`, the first or last of its run (C:
@@ -136,6 +186,8 @@ impl ExceptionTable {
         let mut cur = head;
         loop {
             let r = match cur.as_deref_mut() {
+                // In order: no run from here on holds it.
+                Some(n) if n.run.old_chunk > chunk => return Removed::NotHeld,
                 None => return Removed::NotHeld,
                 Some(n) => n.run.remove(chunk),
             };
@@ -154,6 +206,25 @@ impl ExceptionTable {
             }
         }
     }
+}
+
+/// Puts a run of its own for the exception `old_chunk` to `new_chunk` in
+/// the chain at `at`, in `spare` or in a node allocated with `flags`.
+fn link(
+    at: &mut Option<KBox<Node>>,
+    old_chunk: u64,
+    new_chunk: u64,
+    spare: Option<Spare>,
+    flags: Flags,
+) -> Result<(), Insert> {
+    let Spare(mut node) = match spare {
+        Some(s) => s,
+        None => Spare::new(flags).map_err(|_| Insert::NoMem)?,
+    };
+    node.run = Run::one(old_chunk, new_chunk);
+    node.next = at.take();
+    *at = Some(node);
+    Ok(())
 }
 
 impl Drop for ExceptionTable {

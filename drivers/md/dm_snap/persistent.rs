@@ -10,7 +10,7 @@
 
 #![deny(unsafe_code)]
 
-use super::exceptions::ExceptionTable;
+use super::exceptions::{ExceptionTable, Insert};
 use crate::dm_snap_core::{
     chunk::ChunkSize,
     disk::{
@@ -453,12 +453,12 @@ pub(crate) fn load(
                     )
                     .map_err(LoadError::Io)?;
                 loader.feed(&area, |e: DiskException| {
-                    if complete.contains(e.old_chunk) {
-                        return Err(LoadError::RepeatedChunk(e.old_chunk));
-                    }
                     complete
                         .insert(e.old_chunk, e.new_chunk, None, GFP_KERNEL)
-                        .map_err(|_| LoadError::NoMem)
+                        .map_err(|err| match err {
+                            Insert::Held => LoadError::RepeatedChunk(e.old_chunk),
+                            Insert::NoMem => LoadError::NoMem,
+                        })
                 })?;
             }
             let state = loader.finish();

@@ -9,7 +9,10 @@
 //! `dm_consecutive_chunk_count()` does: a sequential fill, the usual case,
 //! takes one entry for up to [`RUN_CHUNKS`] chunks. A run never leaves its
 //! window (the old chunks that share `old_chunk >> RUN_BITS`), so a lookup
-//! looks in one bucket only, the one of its chunk's window. This module has
+//! looks in one bucket only, the one of its chunk's window. A bucket keeps
+//! its runs in the order of their old chunks, as C keeps its lists: a walk
+//! stops at the first run past the chunk, and one walk both finds an
+//! exception already held and the place of a new one. This module has
 //! the logic: what a bucket holds is the caller's (a chain of nodes in the
 //! kernel, a vector in the host tests), given as an iterator of its runs.
 //!
@@ -173,19 +176,28 @@ pub fn table_order(cow_chunks: u64) -> u32 {
     }
 }
 
-/// The COW chunk of `chunk`, from the runs of its bucket (C:
-/// `dm_lookup_exception()`).
-pub fn lookup<'a>(bucket: impl IntoIterator<Item = &'a Run>, chunk: u64) -> Option<u64> {
-    bucket.into_iter().find_map(|r| r.lookup(chunk))
-}
-
-/// Adds the exception `old_chunk` to `new_chunk` to a run of its bucket
-/// that it follows on from (C: `dm_insert_exception()`); false if it needs
-/// a run of its own, which the caller then adds to the bucket.
-pub fn add<'a>(
-    bucket: impl IntoIterator<Item = &'a mut Run>,
+/// Adds the exception `old_chunk` to `new_chunk` to one of the two runs of
+/// its bucket between which it falls in the bucket's order, `prev` (the
+/// last that starts before it, which must not hold it) or `next` (the
+/// first that starts after it), if it follows on from either (C:
+/// `dm_insert_exception()`); false if it needs a run of its own, which
+/// then goes between the two.
+pub fn join(
+    prev: Option<&mut Run>,
+    next: Option<&mut Run>,
     old_chunk: u64,
     new_chunk: u64,
 ) -> bool {
-    bucket.into_iter().any(|r| r.try_add(old_chunk, new_chunk))
+    prev.is_some_and(|r| r.try_add(old_chunk, new_chunk))
+        || next.is_some_and(|r| r.try_add(old_chunk, new_chunk))
+}
+
+/// The COW chunk of `chunk`, from the runs of its bucket, in the order of
+/// their old chunks: the walk stops at the first run past the chunk (C:
+/// `dm_lookup_exception()`, whose lists are in order too).
+pub fn lookup<'a>(bucket: impl IntoIterator<Item = &'a Run>, chunk: u64) -> Option<u64> {
+    bucket
+        .into_iter()
+        .take_while(|r| r.old_chunk <= chunk)
+        .find_map(|r| r.lookup(chunk))
 }
