@@ -14,6 +14,7 @@
 #   make host-test        the host unit tests of the kernel-independent logic
 #   make bench            the COW throttle benchmark, C against ours
 #   make bench-snaps      origin writes with 1, 4 and 16 snapshots, C against ours
+#   make bench-scale      memory and activation time of 10 k to 1 M exceptions
 #   make lvm2-check       LVM2's own snapshot test scripts, on C and on ours
 #   make series           the work as a patch series for a 6.12 tree
 
@@ -21,7 +22,7 @@ ifneq ($(KERNELRELEASE),)
 include $(src)/Kbuild
 else
 
-.PHONY: run check check-reference check-debug soak kernel module host-test bench bench-snaps lvm2-check series clean
+.PHONY: run check check-reference check-debug soak kernel module host-test bench bench-snaps bench-scale lvm2-check series clean
 
 run:
 	@scripts/run.sh
@@ -52,6 +53,9 @@ bench:
 
 bench-snaps:
 	@scripts/bench-snaps.sh
+
+bench-scale:
+	@scripts/bench-scale.sh
 
 lvm2-check:
 	@scripts/lvm2-tests.sh

@@ -83,6 +83,7 @@ for round in $(seq "$ROUNDS"); do
 				one "$impl" "$chunk" "$n" "$round"
 			done
 		done
-		rmmod "$(basename "$(ko_of "$impl")" .ko | tr - _)"
+		# Every build of ours is the module dm_snapshot_rs.
+		if [ "$impl" = c ]; then rmmod dm_snapshot; else rmmod dm_snapshot_rs; fi
 	done
 done

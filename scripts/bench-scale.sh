@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# make bench-scale: a P snapshot holding 10 k to 1 M exceptions, in runs
+# and at random: the kernel memory its exception table takes and the time
+# to activate it, C against ours in one guest boot
+# (scripts/bench-scale-guest.sh), under -icount. Writes
+# bench/results/<date>-<kernel>-scale.md. BENCH_IMPLS, BENCH_BASE_KO,
+# BENCH_COUNTS and BENCH_LAYOUTS tune it (see the guest script).
+
+. "$(dirname "$0")/lib.sh"
+
+GUEST_VM_OPTS=-i
+out=$(mktemp /tmp/dm-snap-bench-scale.XXXXXX)
+guest_job bench-scale 3600 "BENCH_IMPLS='${BENCH_IMPLS:-c rust}' BENCH_BASE_KO='${BENCH_BASE_KO:-}' \
+BENCH_COUNTS='${BENCH_COUNTS:-10000 100000 1000000}' BENCH_LAYOUTS='${BENCH_LAYOUTS:-seq random}' \
+bash scripts/bench-scale-guest.sh" > "$out"
+cat "$out"
+release=$(make_kernel -s kernelrelease 2> /dev/null || echo unknown)
+report=$TOP/bench/results/$(date +%Y-%m-%d)-$release-scale.md
+python3 "$TOP/scripts/bench-scale-report.py" "$out" "$release" \
+	"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" > "$report"
+log "report: $report"
+cat "$report"
