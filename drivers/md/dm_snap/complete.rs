@@ -121,7 +121,7 @@ impl SnapState {
         pe.full_bio = full_bio;
         pe.copy_ended = true;
         let seq = pe.seq;
-        if !inner.valid {
+        if !self.valid() {
             drop(inner);
             return self.fail_uncommitted(meta, chunk, retry);
         }
@@ -141,7 +141,7 @@ impl SnapState {
             if pe.copy_failed {
                 self.invalidate(&mut inner, Invalidate::Io);
             }
-            let valid = inner.valid;
+            let valid = self.valid();
             let next_seq = inner.seq.complete();
             match inner.store.commit_exception() {
                 Commit::Now => {
@@ -245,10 +245,16 @@ impl SnapState {
         let node = pe.node.take();
         if !ok {
             self.invalidate(&mut inner, Invalidate::Io);
-        } else if !inner.valid {
+        } else if !self.valid() {
             ok = false;
         } else {
-            match inner.complete.insert(chunk, new_chunk, node, GFP_NOIO) {
+            // The table is held for the insertion only, not while the
+            // snapshot is invalidated.
+            let added = self
+                .complete
+                .write()
+                .insert(chunk, new_chunk, node, GFP_NOIO);
+            match added {
                 Ok(()) => {}
                 // C: `alloc_completed_exception()` failed.
                 Err(Insert::NoMem) => {

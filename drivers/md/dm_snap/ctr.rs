@@ -41,7 +41,7 @@ use kernel::{
     c_str,
     device_mapper::{kcopyd, Args, CtrError, Device, Target},
     mempool::Mempool,
-    new_mutex,
+    new_mutex, new_rwsem,
     prelude::*,
     sync::Arc,
 };
@@ -255,10 +255,9 @@ impl Snapshot {
                 registry: registry.clone(),
                 active: AtomicBool::new(false),
                 suspended: AtomicBool::new(false),
+                valid: AtomicBool::new(true),
+                overflowed: AtomicBool::new(false),
                 inner <- new_mutex!(Inner {
-                    valid: true,
-                    overflowed: false,
-                    complete,
                     pending,
                     store: unread,
                     seq: Sequencer::new(),
@@ -268,6 +267,7 @@ impl Snapshot {
                     queued: BioList::new(),
                     merge_failed: false,
                 }),
+                complete <- new_rwsem!(complete, "dm_snapshot_rs:complete"),
                 reads <- ReadTracker::new(),
                 throttle,
                 drain <- Drain::new(),
@@ -349,8 +349,8 @@ fn load(
     }
     let st = &snap.state;
     let mut inner = st.inner.lock();
-    inner.valid = l.valid;
-    inner.complete = l.complete;
+    st.set_valid(&mut inner, l.valid);
+    *st.complete.write() = l.complete;
     inner.store = Store::Persistent(PersistentStore::new(l.meta.layout(), l.state, header));
     drop(inner);
     *st.meta.lock() = Some(l.meta);

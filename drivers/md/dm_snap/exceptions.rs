@@ -19,7 +19,8 @@
 //! `dm_lookup_exception()` and `__remove_single_exception_chunk()` in
 //! `drivers/md/dm-snap.c`.
 //!
-//! Locks: the snapshot's `inner`, which holds the table.
+//! Locks: the snapshot's `complete`, a reader/writer semaphore around the
+//! table, written with the snapshot's `inner` held.
 
 #![deny(unsafe_code)]
 

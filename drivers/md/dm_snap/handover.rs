@@ -83,21 +83,21 @@ impl Snapshot {
                 return;
             };
             let mut s = src.inner.lock();
-            let valid = s.valid;
-            let overflowed = s.overflowed;
+            let valid = src.valid();
+            let overflowed = src.overflowed();
             let seq = s.seq;
-            let complete = mem::replace(&mut s.complete, ExceptionTable::empty());
+            let complete = mem::replace(&mut *src.complete.write(), ExceptionTable::empty());
             mem::swap(&mut s.store, &mut spare);
-            s.valid = false;
+            src.set_valid(&mut s, false);
             drop(s);
             // `spare` is the source's store now; the COW device may have
             // grown since it was loaded.
             spare.handed_over(cow.region(0, cow_sectors), cow_sectors);
             let mut d = dest.inner.lock();
-            d.valid = valid;
-            d.overflowed = overflowed;
+            dest.set_valid(&mut d, valid);
+            dest.set_overflowed(&mut d, overflowed);
             d.seq = seq;
-            d.complete = complete;
+            *dest.complete.write() = complete;
             mem::swap(&mut d.store, &mut spare);
             drop(d);
             // Active before the registry lock goes: no origin write may
@@ -148,7 +148,7 @@ impl SnapState {
         {
             return None;
         }
-        inner.valid = false;
+        self.set_valid(&mut inner, false);
         pr_err!("Cancelling snapshot handover.\n");
         inner.handover.take()
     }

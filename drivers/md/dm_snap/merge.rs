@@ -209,7 +209,7 @@ impl Merger {
         if self.shutdown.load(Ordering::Acquire) {
             return Err(Stop::Done);
         }
-        if !st.inner.lock().valid {
+        if !st.valid() {
             pr_err!("Snapshot is invalid: can't merge\n");
             return Err(Stop::Done);
         }
@@ -337,7 +337,7 @@ impl Merger {
         for c in (0..run.chunks).rev() {
             let old = run.old_chunk + c;
             if !matches!(
-                inner.complete.remove(old),
+                st.complete.write().remove(old),
                 Removed::Empty | Removed::Shorter
             ) {
                 drop(inner);
@@ -452,12 +452,13 @@ impl TargetOperations for SnapshotMerge {
         }
         let chunk = st.cfg.chunk.sector_to_chunk(bio.sector());
         let mut inner = st.inner.lock();
-        if !inner.valid {
+        if !st.valid() {
             // A snapshot merged in full (or invalid) is the origin.
             drop(inner);
             return self.to_origin(bio);
         }
-        let Some(new_chunk) = inner.complete.get(chunk) else {
+        let found = st.complete.read().get(chunk);
+        let Some(new_chunk) = found else {
             drop(inner);
             return self.to_origin(bio);
         };

@@ -75,7 +75,7 @@ fn origin_pass<'a>(
         let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = None;
         let mut inner = st.inner.lock();
         let started = loop {
-            if !inner.valid {
+            if !st.valid() {
                 break None;
             }
             if inner.pending.get_mut(chunk).is_some() {
@@ -83,7 +83,7 @@ fn origin_pass<'a>(
                 wait_on = Some(snap);
                 break None;
             }
-            if inner.complete.contains(chunk) {
+            if st.complete.read().contains(chunk) {
                 break None;
             }
             if limit == Limit::Throttled && st.drain.is_draining() {

@@ -63,12 +63,13 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     fn write_status(&self, out: &mut StatusWriter<'_>) {
-        let inner = self.snap.state.inner.lock();
-        if !inner.valid {
+        let st = &self.snap.state;
+        let inner = st.inner.lock();
+        if !st.valid() {
             let _ = write!(out, "Invalid");
         } else if inner.merge_failed {
             let _ = write!(out, "Merge failed");
-        } else if inner.overflowed {
+        } else if st.overflowed() {
             let _ = write!(out, "Overflow");
         } else {
             let (used, metadata) = inner.store.usage();
@@ -88,7 +89,7 @@ impl Snapshot {
         let mut slot: Option<Slot> = None;
         let mut inner = st.inner.lock();
         loop {
-            if !inner.valid {
+            if !st.valid() {
                 return MapResult::Kill(bio);
             }
             if let Some(pe) = inner.pending.get_mut(chunk) {
@@ -97,7 +98,8 @@ impl Snapshot {
                 pe.snapshot_bios.push(bio.into_owned());
                 return MapResult::Submitted;
             }
-            if let Some(new_chunk) = inner.complete.get(chunk) {
+            let found = st.complete.read().get(chunk);
+            if let Some(new_chunk) = found {
                 drop(inner);
                 snap.remap_cow(&mut bio, new_chunk);
                 return MapResult::Remapped(bio);
@@ -178,21 +180,26 @@ impl TargetOperations for Snapshot {
             return MapResult::Remapped(bio);
         }
         let chunk = st.cfg.chunk.sector_to_chunk(bio.sector());
-        let inner = st.inner.lock();
-        if !inner.valid || (inner.overflowed && !bio.is_read()) {
+        if !st.valid() || (st.overflowed() && !bio.is_read()) {
             return MapResult::Kill(bio);
         }
+        // The table shared, not the snapshot lock: reads of the snapshot
+        // map side by side, as under C's `down_read(&s->lock)`. An
+        // exception becomes complete with the table held exclusively, so
+        // a read either finds it or is tracked before, and the completion
+        // then waits for the read.
+        let table = st.complete.read();
         let discard = bio.is_discard();
         if discard && st.cfg.features.discard_passdown_origin && bio.target_bio_nr() != 0 {
             // The second copy of a discard goes to the origin, without
             // triggering copies (it frees space there).
             *data = SnapBio::Tracked(st.reads.track(chunk));
-            drop(inner);
+            drop(table);
             snap.origin.remap(&mut bio);
             return MapResult::Remapped(bio);
         }
-        if let Some(new_chunk) = inner.complete.get(chunk) {
-            drop(inner);
+        if let Some(new_chunk) = table.get(chunk) {
+            drop(table);
             snap.remap_cow(&mut bio, new_chunk);
             if discard && bio.sectors() == st.cfg.chunk.sectors() {
                 snap.zero_exception(bio.into_owned());
@@ -202,17 +209,17 @@ impl TargetOperations for Snapshot {
         }
         if discard {
             // Nothing to discard: no exception, and making one would copy.
-            drop(inner);
+            drop(table);
             bio.into_owned().complete();
             return MapResult::Submitted;
         }
         if bio.is_read() {
             *data = SnapBio::Tracked(st.reads.track(chunk));
-            drop(inner);
+            drop(table);
             snap.origin.remap(&mut bio);
             return MapResult::Remapped(bio);
         }
-        drop(inner);
+        drop(table);
         self.map_write(bio, chunk, data)
     }
 
@@ -260,7 +267,7 @@ impl TargetOperations for Snapshot {
             StatusType::Ima => {
                 let (valid, merge_failed, overflowed) = {
                     let inner = st.inner.lock();
-                    (inner.valid, inner.merge_failed, inner.overflowed)
+                    (st.valid(), inner.merge_failed, st.overflowed())
                 };
                 let yn = |b: bool| if b { 'y' } else { 'n' };
                 let (name, version) = if st.cfg.merge {

@@ -18,7 +18,10 @@
 //! 2. A snapshot's `meta` (persistent store: serialises commits).
 //! 3. A snapshot's `inner` (C's `s->lock`). Two snapshots' `inner` are
 //!    never held at once.
-//! 4. The COW throttle's spinlock, the read tracker's locks, a persistent
+//! 4. A snapshot's `complete` table, a reader/writer semaphore: changed
+//!    with `inner` held, looked up under `inner` or alone (the mapping of
+//!    a snapshot read, as C looks up under `down_read(&s->lock)`).
+//! 5. The COW throttle's spinlock, the read tracker's locks, a persistent
 //!    header's writer: leaves, taken last and alone.
 //!
 //! [`SnapState::invalidate`] runs under `inner` and may sleep (it writes
@@ -68,7 +71,7 @@ use kernel::{
     device_mapper::{kcopyd, Device, TableEvent},
     mempool::{Mempool, PoolBox},
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwSemaphore},
 };
 
 /// What a `snapshot` table line set; never changes.
@@ -107,12 +110,6 @@ pub(super) struct Handover {
 
 /// What the snapshot lock protects.
 pub(super) struct Inner {
-    pub(super) valid: bool,
-    /// `PO`: a snapshot write found the COW device full (C:
-    /// `snapshot_overflowed`); writes to the snapshot fail from then on.
-    pub(super) overflowed: bool,
-    /// Completed exceptions: origin chunk to COW chunk.
-    pub(super) complete: ExceptionTable,
     pub(super) pending: PendingTable,
     pub(super) store: Store,
     /// The order in which exceptions were allocated, and in which a
@@ -152,8 +149,23 @@ pub(crate) struct SnapState {
     pub(super) active: AtomicBool,
     /// Set once the target is suspended, cleared when it resumes.
     pub(super) suspended: AtomicBool,
+    /// The snapshot is valid (C: `s->valid`). Set by the constructor, then
+    /// changed only with `inner` held ([`SnapState::set_valid`]), so it is
+    /// stable for whoever holds
+    /// `inner`; read without a lock where a stale answer is harmless (the
+    /// mapping of a snapshot read).
+    pub(super) valid: AtomicBool,
+    /// `PO`: a snapshot write found the COW device full (C:
+    /// `snapshot_overflowed`); writes to the snapshot fail from then on.
+    /// Changed only with `inner` held ([`SnapState::set_overflowed`]).
+    pub(super) overflowed: AtomicBool,
     #[pin]
     pub(super) inner: Mutex<Inner>,
+    /// Completed exceptions: origin chunk to COW chunk. Changed only with
+    /// `inner` held as well; the mapping of a snapshot read looks up in
+    /// it without `inner`.
+    #[pin]
+    pub(super) complete: RwSemaphore<ExceptionTable>,
     /// Reads sent to the origin and not completed.
     #[pin]
     pub(super) reads: ReadTracker,
@@ -180,6 +192,7 @@ impl SnapState {
             let _origins = self.registry.read();
             let _meta = self.meta.lock();
             let _inner = self.inner.lock();
+            let _complete = self.complete.write();
         });
     }
 
@@ -201,14 +214,14 @@ impl SnapState {
     /// Marks the snapshot invalid (C: `__invalidate_snapshot()`): the
     /// persistent header says so on disk, and dmeventd learns of it.
     pub(super) fn invalidate(&self, inner: &mut Inner, why: Invalidate) {
-        if !inner.valid {
+        if !self.valid() {
             return;
         }
         match why {
             Invalidate::Io => pr_err!("Invalidating snapshot: Error reading/writing.\n"),
             Invalidate::NoMem => pr_err!("Invalidating snapshot: Unable to allocate exception.\n"),
         }
-        inner.valid = false;
+        self.set_valid(inner, false);
         inner.store.drop_snapshot(self.registry.ksnaphd());
         // dmeventd and `dmsetup wait` learn of it (C: `dm_table_event()`).
         self.event.raise();
@@ -244,8 +257,8 @@ impl SnapState {
     /// the others invalidate it.
     pub(super) fn full(&self, inner: &mut Inner) {
         if self.cfg.store == (StoreKind::Persistent { overflow: true }) {
-            if inner.valid && !inner.overflowed {
-                inner.overflowed = true;
+            if self.valid() && !self.overflowed() {
+                self.set_overflowed(inner, true);
                 pr_err!("Snapshot overflowed: Unable to allocate exception.\n");
             }
         } else {
@@ -256,6 +269,28 @@ impl SnapState {
     /// Whether origin writes copy into this snapshot.
     pub(super) fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// Whether the snapshot is valid (C: `s->valid`).
+    pub(super) fn valid(&self) -> bool {
+        self.valid.load(Ordering::Acquire)
+    }
+
+    /// Sets whether the snapshot is valid; `inner` is this snapshot's,
+    /// held.
+    pub(super) fn set_valid(&self, _inner: &mut Inner, valid: bool) {
+        self.valid.store(valid, Ordering::Release);
+    }
+
+    /// Whether a `PO` snapshot overflowed (C: `snapshot_overflowed`).
+    pub(super) fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Acquire)
+    }
+
+    /// Sets whether the snapshot overflowed; `inner` is this snapshot's,
+    /// held.
+    pub(super) fn set_overflowed(&self, _inner: &mut Inner, overflowed: bool) {
+        self.overflowed.store(overflowed, Ordering::Release);
     }
 }
 
