@@ -5,6 +5,7 @@
 Usage: bench-scale-report.py OUTPUT KERNEL_RELEASE CPU_MODEL
 """
 
+import statistics
 import sys
 
 
@@ -15,7 +16,14 @@ def main():
         if not line.startswith("bench-scale "):
             continue
         f = dict(kv.split("=", 1) for kv in line.split()[1:])
-        runs[(f["layout"], int(f["n"]), f["impl"])] = f
+        runs.setdefault((f["layout"], int(f["n"]), f["impl"]), []).append(f)
+    # Each case: the median of its rounds, the spread of its times.
+    for key, rounds in runs.items():
+        times = [float(r["create_s"]) for r in rounds]
+        kib = [int(r["slab_kib"]) + int(r["vmalloc_kib"]) for r in rounds]
+        runs[key] = {"create_s": statistics.median(times), "lo": min(times),
+                     "hi": max(times), "kib": statistics.median(kib),
+                     "status": rounds[0]["status"], "rounds": len(rounds)}
     print("# Exception tables at scale: memory and activation time\n")
     print(f"Kernel {release}; host CPU {cpu}; QEMU TCG, one vCPU, "
           "`-icount shift=3,sleep=off` (guest time counts instructions: the "
@@ -27,11 +35,13 @@ def main():
           "Both implementations activate the same image, in one boot.\n")
     print("Memory: the growth of `SUnreclaim` plus `VmallocUsed` in "
           "`/proc/meminfo` (the kernel's own slab and vmalloc accounting) "
-          "across `dmsetup create`, less that of a snapshot with no "
+          "across the activation, less that of a snapshot with no "
           "exception (C's dm_exception slab objects and hash buckets; our "
           "nodes and buckets), per exception. Activation: the time of "
-          "`dmsetup create` (table load, which reads the metadata, and "
-          "resume).\n")
+          "device's create, table load (which reads the metadata) and "
+          "resume, timed around their ioctls alone, with udevd stopped. Each figure is the median of the rounds (each "
+          "implementation activates each image that many times); the "
+          "activation times' lowest and highest are in brackets.\n")
     names = {"c": "C", "rust": "ours", "base": "ours before"}
     base = any(impl == "base" for (_, _, impl) in runs)
     if base:
@@ -41,9 +51,9 @@ def main():
     for impl in names:
         e = runs.get(("empty", 0, impl))
         if e:
-            empty[impl] = int(e["slab_kib"]) + int(e["vmalloc_kib"])
+            empty[impl] = e["kib"]
             print(f"- empty snapshot, {names[impl]}: "
-                  f"{empty[impl]} KiB, activation {float(e['create_s']):.3f} s")
+                  f"{empty[impl]} KiB, activation {e['create_s']:.3f} s")
     print()
     print("| layout | exceptions | bytes/exception C | ours | ours/C "
           "| activation C (s) | ours (s) | ours/C "
@@ -57,23 +67,27 @@ def main():
             continue
 
         def per(r, impl):
-            kib = int(r["slab_kib"]) + int(r["vmalloc_kib"]) - empty.get(impl, 0)
+            kib = r["kib"] - empty.get(impl, 0)
             return kib * 1024 / n
 
         bc, bo = per(c, "c"), per(o, "rust")
-        tc, to = float(c["create_s"]), float(o["create_s"])
+        tc, to = c["create_s"], o["create_s"]
+
+        def t(r):
+            return (f"{r['create_s']:.3f}" + (f" ({r['lo']:.3f}–{r['hi']:.3f})"
+                                             if r["rounds"] > 1 else ""))
+
         ratio = f"{bo / bc:.2f}×" if bc > 0 else "–"
         before = ""
         if base:
             b = runs.get((lay, n, "base"))
-            before = (f"| {float(b['create_s']):.3f} | {to / float(b['create_s']):.2f}× "
-                      if b else "| | ")
+            before = (f"| {t(b)} | {to / b['create_s']:.2f}× " if b else "| | ")
         print(f"| {lay} | {n:,} | {bc:.1f} | {bo:.1f} | {ratio} "
-              f"| {tc:.3f} | {to:.3f} | {to / tc:.2f}× {before}|")
+              f"| {t(c)} | {t(o)} | {to / tc:.2f}× {before}|")
     print()
     print("Status lines after activation (`<allocated>/<total> <metadata>`):\n")
     for (lay, n, impl), f in sorted(runs.items()):
-        print(f"- {lay} {n} {impl}: `{f['status'].replace('_', ' ')}`")
+        print(f"- {lay} {n} {names.get(impl, impl)}: `{f['status'].replace('_', ' ')}`")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 # to activate it, C against ours in one guest boot
 # (scripts/bench-scale-guest.sh), under -icount. Writes
 # bench/results/<date>-<kernel>-scale.md. BENCH_IMPLS, BENCH_BASE_KO,
-# BENCH_COUNTS and BENCH_LAYOUTS tune it (see the guest script).
+# BENCH_COUNTS, BENCH_LAYOUTS and BENCH_ROUNDS tune it (see the guest
+# script).
 
 . "$(dirname "$0")/lib.sh"
 
@@ -14,6 +15,7 @@ GUEST_VM_OPTS=-i
 out=$(mktemp /tmp/dm-snap-bench-scale.XXXXXX)
 guest_job bench-scale 3600 "BENCH_IMPLS='${BENCH_IMPLS:-c rust}' BENCH_BASE_KO='${BENCH_BASE_KO:-}' \
 BENCH_COUNTS='${BENCH_COUNTS:-10000 100000 1000000}' BENCH_LAYOUTS='${BENCH_LAYOUTS:-seq random}' \
+BENCH_ROUNDS=${BENCH_ROUNDS:-3} \
 bash scripts/bench-scale-guest.sh" > "$out"
 cat "$out"
 release=$(make_kernel -s kernelrelease 2> /dev/null || echo unknown)
