@@ -39,13 +39,7 @@ udevadm control --exit 2> /dev/null || true
 pkill -x systemd-udevd 2> /dev/null || true
 rm -f /run/udev/control
 
-ko_of() {
-	case $1 in
-	c)	echo "$KDIR/drivers/md/dm-snapshot.ko" ;;
-	rust)	echo "$KDIR/drivers/md/dm_snapshot_rs.ko" ;;
-	base)	echo "${BENCH_BASE_KO:?}" ;;
-	esac
-}
+. "$TOP/scripts/bench-guest-lib.sh"
 
 # meminfo: unreclaimable slab and vmalloc, in KiB, once the freed objects
 # of RCU callbacks are gone.
@@ -72,29 +66,26 @@ one() {
 	losetup -d "$cow"
 }
 
-load() { insmod "$(ko_of "$1")"; }
-# Every build of ours is the module dm_snapshot_rs, whatever its file's name.
-unload() { if [ "$1" = c ]; then rmmod dm_snapshot; else rmmod dm_snapshot_rs; fi; }
 
 # The fixed cost: a snapshot of a COW device with a header and no
 # exception.
 python3 "$TOP/scripts/bench-scale-image.py" "$W/cow.img" 0 seq 1 > /dev/null
 for impl in $IMPLS; do
-	load "$impl"
+	bench_load "$impl"
 	for round in $(seq "$ROUNDS"); do
 		one "$impl" empty 0 "$W/cow.img" 8192 "$round"
 	done
-	unload "$impl"
+	bench_unload "$impl"
 done
 for layout in $LAYOUTS; do
 	for n in $COUNTS; do
 		osz=$(python3 "$TOP/scripts/bench-scale-image.py" "$W/cow.img" "$n" "$layout" 1)
 		for impl in $IMPLS; do
-			load "$impl"
+			bench_load "$impl"
 			for round in $(seq "$ROUNDS"); do
 				one "$impl" "$layout" "$n" "$W/cow.img" "$osz" "$round"
 			done
-			unload "$impl"
+			bench_unload "$impl"
 		done
 	done
 done

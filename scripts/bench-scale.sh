@@ -18,9 +18,4 @@ BENCH_COUNTS='${BENCH_COUNTS:-10000 100000 1000000}' BENCH_LAYOUTS='${BENCH_LAYO
 BENCH_ROUNDS=${BENCH_ROUNDS:-3} \
 bash scripts/bench-scale-guest.sh" > "$out"
 cat "$out"
-release=$(make_kernel -s kernelrelease 2> /dev/null || echo unknown)
-report=$TOP/bench/results/$(date +%Y-%m-%d)-$release-scale.md
-python3 "$TOP/scripts/bench-scale-report.py" "$out" "$release" \
-	"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" > "$report"
-log "report: $report"
-cat "$report"
+bench_report scale "$TOP/scripts/bench-scale-report.py" "$out"

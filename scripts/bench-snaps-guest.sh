@@ -28,13 +28,7 @@ W=/run/dm-snap-bench-snaps
 mkdir -p "$W"
 mountpoint -q "$W" || mount -t tmpfs -o size=1200m bench "$W"
 
-ko_of() {
-	case $1 in
-	c)	echo "$KDIR/drivers/md/dm-snapshot.ko" ;;
-	rust)	echo "$KDIR/drivers/md/dm_snapshot_rs.ko" ;;
-	base)	echo "${BENCH_BASE_KO:?}" ;;
-	esac
-}
+. "$TOP/scripts/bench-guest-lib.sh"
 
 iops() { # iops FIO_JSON
 	python3 -c 'import json, sys; print("%.1f" % json.load(open(sys.argv[1]))["jobs"][0]["write"]["iops"])' "$1"
@@ -77,13 +71,12 @@ one() { # one IMPL CHUNK N ROUND
 
 for round in $(seq "$ROUNDS"); do
 	for impl in $IMPLS; do
-		insmod "$(ko_of "$impl")"
+		bench_load "$impl"
 		for chunk in $CHUNKS; do
 			for n in $SNAPS; do
 				one "$impl" "$chunk" "$n" "$round"
 			done
 		done
-		# Every build of ours is the module dm_snapshot_rs.
-		if [ "$impl" = c ]; then rmmod dm_snapshot; else rmmod dm_snapshot_rs; fi
+		bench_unload "$impl"
 	done
 done

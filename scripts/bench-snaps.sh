@@ -15,9 +15,4 @@ out=$(mktemp /tmp/dm-snap-bench-snaps.XXXXXX)
 guest_job bench-snaps 5400 "BENCH_SNAPS='${BENCH_SNAPS:-1 4 16}' BENCH_CHUNKS='${BENCH_CHUNKS:-8}' \
 BENCH_SIZE=${BENCH_SIZE:-16} BENCH_ROUNDS=${BENCH_ROUNDS:-1} bash scripts/bench-snaps-guest.sh" > "$out"
 cat "$out"
-release=$(make_kernel -s kernelrelease 2> /dev/null || echo unknown)
-report=$TOP/bench/results/$(date +%Y-%m-%d)-$release-snaps.md
-python3 "$TOP/scripts/bench-snaps-report.py" "$out" "$release" \
-	"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" > "$report"
-log "report: $report"
-cat "$report"
+bench_report snaps "$TOP/scripts/bench-snaps-report.py" "$out"

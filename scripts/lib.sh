@@ -117,3 +117,16 @@ guest_job() {
 	cat "$out/stdout"
 	[ $rc = 0 ] || die "$name failed (status $rc); console: $out/console"
 }
+
+# bench_report NAME REPORT_PY OUTPUT: a benchmark's report, made by
+# REPORT_PY from the guest's OUTPUT, in bench/results/<date>-<kernel>-NAME.md,
+# and shown.
+bench_report() {
+	local release report
+	release=$(make_kernel -s kernelrelease 2> /dev/null || echo unknown)
+	report=$TOP/bench/results/$(date +%Y-%m-%d)-$release-$1.md
+	python3 "$2" "$3" "$release" \
+		"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" > "$report"
+	log "report: $report"
+	cat "$report"
+}
