@@ -334,12 +334,12 @@ impl Merger {
         if let Some(p) = inner.store.persistent() {
             p.set_merge_state(state);
         }
+        // The table taken once for the run, not once a chunk.
+        let mut table = st.complete.write();
         for c in (0..run.chunks).rev() {
             let old = run.old_chunk + c;
-            if !matches!(
-                st.complete.write().remove(old),
-                Removed::Empty | Removed::Shorter
-            ) {
+            if !matches!(table.remove(old), Removed::Empty | Removed::Shorter) {
+                drop(table);
                 drop(inner);
                 pr_err!(
                     "Corruption detected: exception for block {} is on disk but not in memory\n",
@@ -348,6 +348,7 @@ impl Merger {
                 return Err(Stop::Failed);
             }
         }
+        drop(table);
         inner.merging = None;
         let queued = inner.queued.take();
         drop(inner);

@@ -151,9 +151,8 @@ pub(crate) struct SnapState {
     pub(super) suspended: AtomicBool,
     /// The snapshot is valid (C: `s->valid`). Set by the constructor, then
     /// changed only with `inner` held ([`SnapState::set_valid`]), so it is
-    /// stable for whoever holds
-    /// `inner`; read without a lock where a stale answer is harmless (the
-    /// mapping of a snapshot read).
+    /// stable for whoever holds `inner`; read without a lock where a stale
+    /// answer is harmless (the mapping of a snapshot read).
     pub(super) valid: AtomicBool,
     /// `PO`: a snapshot write found the COW device full (C:
     /// `snapshot_overflowed`); writes to the snapshot fail from then on.
