@@ -452,9 +452,14 @@ pub(crate) fn load(
                         &mut area,
                     )
                     .map_err(LoadError::Io)?;
+                // `GFP_NOIO`, as C's `dm_add_exception()`: a table is
+                // loaded while other devices of the stack may be
+                // suspended, and reclaim must not wait for their I/O.
+                // It also keeps lockdep's reclaim bookkeeping, which
+                // `GFP_KERNEL` does an allocation, out of the loop.
                 loader.feed(&area, |e: DiskException| {
                     complete
-                        .insert(e.old_chunk, e.new_chunk, None, GFP_KERNEL)
+                        .insert(e.old_chunk, e.new_chunk, None, GFP_NOIO)
                         .map_err(|err| match err {
                             Insert::Held => LoadError::RepeatedChunk(e.old_chunk),
                             Insert::NoMem => LoadError::NoMem,
