@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """The report of make bench-scale, in Markdown, from the guest's lines.
 
-Usage: bench-scale-report.py OUTPUT KERNEL_RELEASE CPU_MODEL
+Usage: bench-scale-report.py OUTPUT KERNEL_RELEASE CPU_MODEL [FLAVOUR]
 """
 
 import statistics
@@ -11,6 +11,9 @@ import sys
 
 def main():
     path, release, cpu = sys.argv[1:4]
+    flavour = sys.argv[4] if len(sys.argv) > 4 else "default"
+    kernel = {"bench": "the benchmark kernel, without lockdep",
+              "default": "the test kernel, lockdep on"}.get(flavour, flavour)
     runs = {}
     for line in open(path):
         if not line.startswith("bench-scale "):
@@ -25,7 +28,7 @@ def main():
                      "hi": max(times), "kib": statistics.median(kib),
                      "status": rounds[0]["status"], "rounds": len(rounds)}
     print("# Exception tables at scale: memory and activation time\n")
-    print(f"Kernel {release}; host CPU {cpu}; QEMU TCG, one vCPU, "
+    print(f"Kernel {release} ({kernel}); host CPU {cpu}; QEMU TCG, one vCPU, "
           "`-icount shift=3,sleep=off` (guest time counts instructions: the "
           "figures repeat). A P snapshot of 4 KiB chunks over a dm-zero "
           "origin, its COW device a loop device on a sparse tmpfs image "

@@ -12,6 +12,8 @@
 . "$(dirname "$0")/lib.sh"
 
 GUEST_VM_OPTS=-i
+# The kernel without lockdep (BENCH_FLAVOR=default: the test kernel).
+GUEST_FLAVOR=${BENCH_FLAVOR:-bench}
 out=$(mktemp /tmp/dm-snap-bench-scale.XXXXXX)
 guest_job bench-scale 3600 "BENCH_IMPLS='${BENCH_IMPLS:-c rust}' BENCH_BASE_KO='${BENCH_BASE_KO:-}' \
 BENCH_COUNTS='${BENCH_COUNTS:-10000 100000 1000000}' BENCH_LAYOUTS='${BENCH_LAYOUTS:-seq random}' \

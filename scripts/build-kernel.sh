@@ -16,11 +16,12 @@
 # drivers/md/dm_snapshot_rs.ko, the module the selftests load. A warning
 # of the compiler on the target fails the build.
 #
-# Usage: build-kernel.sh [debug]   (prints the tree's path)
+# Usage: build-kernel.sh [debug|bench]   (prints the tree's path)
 #
 # The debug flavour adds kernel/configs/dm_snap_rs_debug.config (KASAN,
 # kmemleak, SLUB and object debugging) and builds with clang 14 (LLVM=-14),
-# in a tree of its own.
+# in a tree of its own. The bench flavour adds
+# kernel/configs/dm_snap_rs_bench.config (no lockdep), for the benchmarks.
 
 . "$(dirname "$0")/lib.sh"
 
@@ -28,6 +29,7 @@ flavor=${1:-default}
 case $flavor in
 default) EXTRA_FRAGMENTS=() llvm= prefix=linux- ;;
 debug)	EXTRA_FRAGMENTS=("$TOP/kernel/configs/dm_snap_rs_debug.config") llvm=-14 prefix=linux-debug- ;;
+bench)	EXTRA_FRAGMENTS=("$TOP/kernel/configs/dm_snap_rs_bench.config") llvm= prefix=linux-bench- ;;
 *)	die "unknown flavour $flavor" ;;
 esac
 key=$(kernel_key)
@@ -78,15 +80,21 @@ if [ ! -f "$KDIR/.config" ] || [ ! -f "$KDIR/.dm-snap-configured" ]; then
 	(cd "$KDIR" && scripts/kconfig/merge_config.sh -m .config "$FRAGMENT" "${EXTRA_FRAGMENTS[@]}" >/dev/null)
 	make_kernel olddefconfig >/dev/null
 	# Fail loudly if a wanted option did not survive (missing dependency).
-	missing=0
+	# A later fragment's word on an option is the one wanted ("# CONFIG_X
+	# is not set" turns an earlier "CONFIG_X=y" off).
+	declare -A wanted=()
 	for f in "$FRAGMENT" "${EXTRA_FRAGMENTS[@]}"; do
 		while read -r line; do
 			case "$line" in
-			CONFIG_*=*)
-				grep -qx -- "$line" "$KDIR/.config" ||
-					{ log "config: wanted $line, got: $(grep -E "^(# )?${line%%=*}[= ]" "$KDIR/.config" || echo unset)"; missing=1; } ;;
+			CONFIG_*=*) wanted[${line%%=*}]=$line ;;
+			"# CONFIG_"*" is not set") line=${line#\# }; unset "wanted[${line%% *}]" ;;
 			esac
 		done < "$f"
+	done
+	missing=0
+	for line in "${wanted[@]}"; do
+		grep -qx -- "$line" "$KDIR/.config" ||
+			{ log "config: wanted $line, got: $(grep -E "^(# )?${line%%=*}[= ]" "$KDIR/.config" || echo unset)"; missing=1; }
 	done
 	[ $missing = 0 ] || die "config fragment not satisfied (is Rust available? see 'make rustavailable')"
 	touch "$KDIR/.dm-snap-configured"

@@ -107,7 +107,9 @@ guest_job() {
 	"$TOP/scripts/setup.sh"
 	# Again: set-up may just have installed the toolchain lib.sh looks for.
 	. "$TOP/scripts/lib.sh"
-	KDIR=$("$TOP/scripts/build-kernel.sh")
+	# GUEST_FLAVOR: the kernel's flavour (the benchmarks': bench).
+	# shellcheck disable=SC2086
+	KDIR=$("$TOP/scripts/build-kernel.sh" ${GUEST_FLAVOR:-})
 	out=$(mktemp -d "/tmp/dm-snap-$name.XXXXXX")
 	log "$name: booting the guest (QEMU, $(grep -qwE 'vmx|svm' /proc/cpuinfo && echo KVM || echo TCG)); console log: $out/console"
 	# GUEST_VM_OPTS: more vm-run.sh options (make bench: -i).
@@ -118,6 +120,19 @@ guest_job() {
 	[ $rc = 0 ] || die "$name failed (status $rc); console: $out/console"
 }
 
+# plot_python: a Python with matplotlib, for the benchmarks' plots: a
+# virtualenv in the cache, made once; python3 itself if that fails (the
+# report is then written without its plot).
+plot_python() {
+	local venv=$CACHE/plot-venv
+	if ! "$venv/bin/python3" -c 'import matplotlib' 2> /dev/null; then
+		log "installing matplotlib into $venv"
+		{ python3 -m venv "$venv" && "$venv/bin/pip" install -q matplotlib; } >&2 ||
+			{ log "no matplotlib: the report will have no plot"; echo python3; return; }
+	fi
+	echo "$venv/bin/python3"
+}
+
 # bench_report NAME REPORT_PY OUTPUT: a benchmark's report, made by
 # REPORT_PY from the guest's OUTPUT, in bench/results/<date>-<kernel>-NAME.md,
 # and shown.
@@ -126,7 +141,8 @@ bench_report() {
 	release=$(make_kernel -s kernelrelease 2> /dev/null || echo unknown)
 	report=$TOP/bench/results/$(date +%Y-%m-%d)-$release-$1.md
 	python3 "$2" "$3" "$release" \
-		"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" > "$report"
+		"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" \
+		"${GUEST_FLAVOR:-default}" > "$report"
 	log "report: $report"
 	cat "$report"
 }
