@@ -12,8 +12,8 @@
 #   make soak             the long forms of the tests make check runs shorter
 #   make kernel / module  build steps alone
 #   make host-test        the host unit tests of the kernel-independent logic
-#   make bench            the COW throttle benchmark, C against ours
-#   make bench-snaps      origin writes with 1, 4 and 16 snapshots, C against ours
+#   make bench            the benchmark of record: fio workloads and the COW
+#                         throttle, C against ours and the references
 #   make bench-scale      memory and activation time of 10 k to 1 M exceptions
 #   make lvm2-check       LVM2's own snapshot test scripts, on C and on ours
 #   make series           the work as a patch series for a 6.12 tree
@@ -22,7 +22,7 @@ ifneq ($(KERNELRELEASE),)
 include $(src)/Kbuild
 else
 
-.PHONY: run check check-reference check-debug soak kernel module host-test bench bench-snaps bench-scale lvm2-check series clean
+.PHONY: run check check-reference check-debug soak kernel module host-test bench bench-scale lvm2-check series clean
 
 run:
 	@scripts/run.sh
@@ -50,9 +50,6 @@ host-test:
 
 bench:
 	@scripts/bench.sh
-
-bench-snaps:
-	@scripts/bench-snaps.sh
 
 bench-scale:
 	@scripts/bench-scale.sh

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
 #
-# Sourced by the guest sides of make bench-snaps and make bench-scale: the
+# Sourced by the guest sides of make bench and make bench-scale: the
 # module of each implementation compared. KDIR is the kernel tree.
 
 # ko_of IMPL: the module of c, rust, or base (another build of ours, the

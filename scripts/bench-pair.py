@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
 #
-# Part of scripts/bench-guest.sh: writes to a chunk whose copy is in flight.
+# Part of scripts/bench-throttle-guest.sh: writes to a chunk whose copy is in flight.
 #
 # For each chunk of a region: a "lead" write of its first 4 KiB starts the
 # chunk's copy; as soon as that copy is seen reading the origin (the region

@@ -1,9 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Guest side of scripts/bench.sh: the COW throttle benchmark, run against
-# the C dm-snapshot.ko and then against ours in the same boot, on the same
-# devices.
+# Guest side of make bench's throttle workloads (BENCH_PARTS=throttle
+# alone): the COW throttle benchmark, run against the C dm-snapshot.ko and
+# then against ours in the same boot, on the same devices.
 #
 # Workload, with 16 KiB chunks. The origin sits on three regions of one
 # loop device: F (16 MiB, fast), S (176 MiB) and L (64 MiB), S and L behind
@@ -114,6 +114,9 @@ print(f"{impl:5s} rewrite p50 {p50:7.2f} ms p99 {p99:7.2f} ms ({rw['total_ios']}
       f" {pair['missed']} missed; after lead p50 {pct(lag, 50):.2f} p99 {pct(lag, 99):.2f} ms)"
       f"  saturating {sat_iops:6.1f} IOPS  max copies in flight {inflight}"
       + (f"  [{stats}]" if stats else ""))
+# The same, for the report of record (scripts/bench-report.py).
+print(f"bench mode=icount impl={impl} wl=throttle-read-delay rewrite_p99_ms={p99:.3f}"
+      f" follow_p99_ms={pct(fl, 99):.3f} sat_iops={sat_iops:.1f}")
 PY
 	dmsetup remove bench-snap
 	dmsetup remove bench-origin
@@ -184,6 +187,8 @@ print(f"{impl:5s} rewrite p50 {r50:7.2f} ms p99 {r99:7.2f} ms ({rn} writes)"
       f"  control p50 {c50:7.2f} ms p99 {c99:7.2f} ms ({cn} writes)"
       f"  origin device p50 {o50:7.2f} ms p99 {o99:7.2f} ms ({on} writes)"
       f"  rewrite p99 less control {r99 - c99:7.2f} ms  saturating {sat:6.1f} IOPS")
+print(f"bench mode=icount impl={impl} wl=throttle-write-delay rewrite_p99_ms={r99:.3f}"
+      f" control_p99_ms={c99:.3f} sat_iops={sat:.1f}")
 PY
 	dmsetup remove bench-snap
 	dmsetup remove bench-origin bench-dcow
