@@ -4,7 +4,7 @@
 //! consecutive chunks (`dm_snap_core::runs`), one bucket a window of old
 //! chunks, each bucket a chain of nodes.
 //!
-//! A sequential fill takes one node for up to 256 chunks; a random one a
+//! A sequential fill takes one node for up to 128 chunks; a random one a
 //! node of 32 bytes an exception, as C's slab object. A chain is kept in
 //! the order of the runs' old chunks: walks stop at the first run past
 //! their chunk, and an insertion finds in one walk both whether the chunk
