@@ -83,6 +83,33 @@ fn a_full_neighbourhood_overflows_and_drains_by_epoch() {
 }
 
 #[test]
+fn a_chunk_counted_in_two_slots_is_busy_until_both_drain() {
+    let t = TrackTable::new();
+    // Two chunks of one home slot.
+    let first = t.track(0);
+    t.untrack(first);
+    let b = (1u64..)
+        .find(|&c| {
+            let h = t.track(c);
+            t.untrack(h);
+            h == first
+        })
+        .unwrap();
+    // Chunk 0 takes the home slot, so b's read goes to the next; once
+    // chunk 0's slot is empty again, b's next read takes it.
+    let a = t.track(0);
+    let b1 = t.track(b);
+    assert!(t.untrack(a));
+    let b2 = t.track(b);
+    assert_ne!(b1, b2, "one chunk counted in two slots");
+    assert!(t.chunk_busy(b));
+    assert!(t.untrack(b2));
+    assert!(t.chunk_busy(b), "its read in the other slot is in flight");
+    assert!(t.untrack(b1));
+    assert!(!t.chunk_busy(b));
+}
+
+#[test]
 fn probes_stay_near_home() {
     let t = TrackTable::new();
     // Chunks of one home slot: PROBES of them find a slot, the rest

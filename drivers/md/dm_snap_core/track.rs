@@ -160,13 +160,16 @@ impl TrackTable {
         }
     }
 
-    /// Whether a read of `chunk` is counted in a slot.
+    /// Whether a read of `chunk` is counted in a slot. [`TrackTable::track`]
+    /// counts a chunk only in the [`PROBES`] slots from its home, so only
+    /// those are looked at (a completion asks this for every exception).
     pub fn chunk_busy(&self, chunk: u64) -> bool {
         let Some(tag) = tag_of(chunk) else {
             return false;
         };
-        self.slots.iter().any(|slot| {
-            let word = slot.load(Ordering::Acquire);
+        let h = home(chunk);
+        (0..PROBES).any(|i| {
+            let word = self.slots[(h + i) & (SLOTS - 1)].load(Ordering::Acquire);
             slot_tag(word) == tag && slot_count(word) != 0
         })
     }
