@@ -53,25 +53,27 @@ SECTORS=$((SIZE * 2048))
 
 . "$TOP/scripts/bench-guest-lib.sh"
 
-LOOPS=() DMS=()
+DMS=()
 loop() { # loop NAME MIB: a loop device over a new file, filled if FILL=1
 	truncate -s "$2M" "$W/$1.img"
 	[ "${FILL:-0}" = 0 ] || dd if=/dev/zero of="$W/$1.img" bs=1M count="$2" conv=notrunc status=none
-	local d
-	d=$(losetup --show -f "$W/$1.img")
-	LOOPS+=("$d")
-	echo "$d"
+	losetup --show -f "$W/$1.img"
 }
 dm() { # dm NAME TABLE
 	dmsetup create "$1" --table "$2"
 	DMS=("$1" "${DMS[@]}")
 }
+# The devices of a case, and their files. loop runs in a command
+# substitution, a subshell: its loop devices are found by their files.
 teardown() {
-	local d
+	local d f
 	for d in "${DMS[@]}"; do dmsetup remove --retry "$d"; done
-	for d in "${LOOPS[@]}"; do losetup -d "$d"; done
-	rm -f "$W"/*.img
-	LOOPS=() DMS=()
+	for f in "$W"/*.img; do
+		[ -e "$f" ] || continue
+		for d in $(losetup -j "$f" | cut -d: -f1); do losetup -d "$d"; done
+		rm -f "$f"
+	done
+	DMS=()
 }
 
 # fio_pass NAME DEV RW BS: one pass over DEV (each block once for random
