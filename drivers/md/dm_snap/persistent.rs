@@ -455,8 +455,8 @@ pub(crate) fn load(
                 // `GFP_NOIO`, as C's `dm_add_exception()`: a table is
                 // loaded while other devices of the stack may be
                 // suspended, and reclaim must not wait for their I/O.
-                // It also keeps lockdep's reclaim bookkeeping, which
-                // `GFP_KERNEL` does an allocation, out of the loop.
+                // On a lockdep kernel it also spares each allocation the
+                // reclaim bookkeeping that `GFP_KERNEL` brings.
                 loader.feed(&area, |e: DiskException| {
                     complete
                         .insert(e.old_chunk, e.new_chunk, None, GFP_NOIO)

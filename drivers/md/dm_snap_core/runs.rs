@@ -9,12 +9,13 @@
 //! `dm_consecutive_chunk_count()` does: a sequential fill, the usual case,
 //! takes one entry for up to [`RUN_CHUNKS`] chunks. A run never leaves its
 //! window (the old chunks that share `old_chunk >> WINDOW_BITS`), so a
-//! lookup looks in one bucket only, the one of its chunk's window. A bucket keeps
-//! its runs in the order of their old chunks, as C keeps its lists: a walk
-//! stops at the first run past the chunk, and one walk both finds an
-//! exception already held and the place of a new one. This module has
-//! the logic: what a bucket holds is the caller's (a chain of nodes in the
-//! kernel, a vector in the host tests), given as an iterator of its runs.
+//! lookup looks in one bucket only, the one of its chunk's window. A
+//! bucket keeps its runs in the order of their old chunks, as C keeps its
+//! lists: a walk stops at the first run past the chunk, and one walk both
+//! finds an exception already held and the place of a new one. This
+//! module has the logic: what a bucket holds is the caller's (a chain of
+//! nodes in the kernel, a vector in the host tests), given as an iterator
+//! of its runs.
 //!
 //! C counterpart: `dm_insert_exception()`, `dm_lookup_exception()`,
 //! `__remove_single_exception_chunk()` and the sizing of the complete
