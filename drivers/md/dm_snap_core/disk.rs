@@ -40,6 +40,7 @@ fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(v)
 }
 
+#[inline]
 fn le64(b: &[u8], at: usize) -> u64 {
     let mut v = [0u8; 8];
     v.copy_from_slice(&b[at..at + 8]);
@@ -185,6 +186,7 @@ pub fn check_header(header: &Header, cow_sectors: u64) -> Result<HeaderState, Me
 }
 
 /// The byte offset of exception `index` in an area of `len` bytes.
+#[inline]
 fn exception_offset(len: usize, index: u64) -> Result<usize, MetadataError> {
     usize::try_from(index)
         .ok()
@@ -235,6 +237,7 @@ impl Layout {
         self.dev_chunks
     }
 
+    #[inline]
     fn stride(&self) -> u64 {
         self.exceptions_per_area + 1
     }
@@ -245,11 +248,13 @@ impl Layout {
     }
 
     /// Whether `chunk` is the header or a metadata area.
+    #[inline]
     pub fn is_metadata(&self, chunk: u64) -> bool {
         chunk < HDR_CHUNKS || (chunk - HDR_CHUNKS) % self.stride() == 0
     }
 
     /// Reads exception `index` of an area.
+    #[inline]
     pub fn read_exception(&self, area: &[u8], index: u64) -> Result<DiskException, MetadataError> {
         let at = exception_offset(area.len(), index)?;
         Ok(DiskException {

@@ -90,6 +90,7 @@ impl Run {
     }
 
     /// The COW chunk of origin chunk `chunk`, if the run holds it.
+    #[inline]
     pub fn lookup(&self, chunk: u64) -> Option<u64> {
         let i = chunk.checked_sub(self.old_chunk)?;
         (i <= u64::from(self.extra)).then(|| self.new_chunk + i)
@@ -98,6 +99,7 @@ impl Run {
     /// Adds the exception `old_chunk` to `new_chunk` at either end of the
     /// run, if it follows on from the run in both chunks and stays in the
     /// run's window; false if it does not.
+    #[inline]
     pub fn try_add(&mut self, old_chunk: u64, new_chunk: u64) -> bool {
         if self.extra == u8::MAX || window(old_chunk) != window(self.old_chunk) {
             return false;
@@ -165,12 +167,14 @@ impl Run {
 
 /// The window of origin chunk `chunk`: the runs that may hold it are in
 /// this window's bucket.
+#[inline]
 pub fn window(chunk: u64) -> u64 {
     chunk >> WINDOW_BITS
 }
 
 /// The bucket of origin chunk `chunk` in a table of `1 << order` buckets
 /// (C: `exception_hash()` with the complete table's `hash_shift`).
+#[inline]
 pub fn bucket(chunk: u64, order: u32) -> usize {
     (window(chunk) & ((1u64 << order) - 1)) as usize
 }
@@ -194,6 +198,7 @@ pub fn table_order(cow_chunks: u64) -> u32 {
 /// first that starts after it), if it follows on from either (C:
 /// `dm_insert_exception()`); false if it needs a run of its own, which
 /// then goes between the two.
+#[inline]
 pub fn join(
     prev: Option<&mut Run>,
     next: Option<&mut Run>,
