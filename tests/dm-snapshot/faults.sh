@@ -209,12 +209,12 @@ t_invalidate_nomem() {
 
 # C: pending_complete() allocates the completed exception when the copy
 # ends, and if that fails, tries once more with GFP_ATOMIC before it
-# invalidates (alloc_completed_exception()); ours reserves it when the
-# copy starts, so a completion allocates nothing that can fail. Each of
-# four origin writes that copy runs with the first allocation a worker
-# makes for the module failed (the completion runs in kcopyd's worker, the
-# P store's metadata write in a workqueue): every copy completes and the
-# snapshot stays valid and correct.
+# invalidates (alloc_completed_exception()); ours takes its nodes from
+# blocks of 170, the first allocated with the table, so these completions
+# allocate nothing. Each of four origin writes that copy runs with the
+# first allocation a worker makes for the module failed (the completion
+# runs in kcopyd's worker, the P store's metadata write in a workqueue):
+# every copy completes and the snapshot stays valid and correct.
 t_complete_nomem() {
 	need_store "$1"
 	fault_setup
@@ -238,6 +238,35 @@ t_complete_nomem() {
 	same "$s" "$WORK/A"
 }
 
+# The completion that needs memory, with its first allocation failed:
+# C's every one, ours when a block of nodes is full (170 exceptions, none
+# joining another's run: written from the last chunk down, each takes a
+# node of its own). As C, ours tries once more with GFP_ATOMIC, and the
+# snapshot stays valid and correct.
+t_complete_block_nomem() {
+	need_store "$1"
+	fault_setup
+	local o s i n rc=0
+	base_and_cow
+	o=$(dm origin "0 $SZ snapshot-origin $BASE")
+	s=$(dm_snap snap "0 $SZ snapshot $BASE $COW $1 8")
+	pattern B 1 > "$WORK/B"
+	for i in $(seq 169 -1 0); do
+		dd if="$WORK/B" of="$o" bs=4k count=1 seek="$i" oflag=direct conv=notrunc status=none ||
+			{ echo "write to chunk $i failed"; return 1; }
+	done
+	module_scope 1 workers
+	dd if="$WORK/B" of="$o" bs=4k count=1 seek=1000 oflag=direct conv=notrunc status=none || rc=$?
+	n=$(scope_failed)
+	module_scope_off
+	[ "$rc" = 0 ] || { echo "the 171st origin write failed"; return 1; }
+	[ "$n" = 1 ] || { echo "no allocation failed: nothing was tested"; return 1; }
+	case $(dmsetup status "$DM_PREFIX-snap") in
+	*Invalid*) echo "a failed allocation at the 171st copy's end invalidated the snapshot"; return 1 ;;
+	esac
+	same "$s" "$WORK/A"
+}
+
 fault_restore() {
 	local a
 	for a in failslab fail_page_alloc; do
@@ -247,7 +276,7 @@ fault_restore() {
 	done
 }
 
-ktap_set_plan 13
+ktap_set_plan 15
 run_test "allocation failures while loading a snapshot-origin table" t_load_failures snapshot-origin N
 run_test "allocation failures while loading an N snapshot table" t_load_failures snapshot N
 run_test "allocation failures while loading a P snapshot table" t_load_failures snapshot P
@@ -261,5 +290,7 @@ run_test "COW device I/O errors invalidate a PO snapshot" t_cow_io_error PO
 run_test "an overflow while the module's allocations fail leaves an invalid header" t_invalidate_nomem
 run_test "a failed allocation at a copy's end leaves the snapshot valid (N)" t_complete_nomem N
 run_test "a failed allocation at a copy's end leaves the snapshot valid (P)" t_complete_nomem P
+run_test "a failed allocation when a completion needs memory leaves the snapshot valid (N)" t_complete_block_nomem N
+run_test "a failed allocation when a completion needs memory leaves the snapshot valid (P)" t_complete_block_nomem P
 module_scope_off
 fault_restore

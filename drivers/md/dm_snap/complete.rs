@@ -22,7 +22,7 @@
 
 use super::{
     copy::CopyJob,
-    exceptions::Insert,
+    exceptions::{Insert, Spare},
     origin_write::{do_origin, Limit},
     persistent::Metadata,
     state::{Invalidate, SnapState},
@@ -242,18 +242,27 @@ impl SnapState {
         let full_bio = full_bio.or_else(|| pe.full_bio.take());
         let mut ok = ok && !pe.copy_failed;
         let new_chunk = pe.new_chunk;
-        let node = pe.node.take();
         if !ok {
             self.invalidate(&mut inner, Invalidate::Io);
         } else if !self.valid() {
             ok = false;
         } else {
             // The table is held for the insertion only, not while the
-            // snapshot is invalidated.
-            let added = self
-                .complete
-                .write()
-                .insert(chunk, new_chunk, node, GFP_NOIO);
+            // snapshot is invalidated, nor while a block of nodes is
+            // allocated (C: `alloc_completed_exception()`, before it takes
+            // the lock). `inner`, held, keeps other insertions out between
+            // the two.
+            let mut table = self.complete.write();
+            let mut added = table.insert_with(chunk, new_chunk, &mut Spare::default());
+            if added == Err(Insert::NoMem) {
+                let wants = table.wants();
+                drop(table);
+                let mut spare = Spare::new(wants);
+                added = self
+                    .complete
+                    .write()
+                    .insert_with(chunk, new_chunk, &mut spare);
+            }
             match added {
                 Ok(()) => {}
                 // C: `alloc_completed_exception()` failed.

@@ -1,242 +1,157 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The complete exceptions of a snapshot: a hash table of runs of
-//! consecutive chunks (`dm_snap_core::runs`), one bucket a window of old
-//! chunks, each bucket a chain of nodes.
+//! The complete exceptions of a snapshot: `dm_snap_core::exception_table`
+//! on kernel vectors. The bucket heads and the directory are `KVVec`s, a
+//! block of nodes a `KVec` of 4080 bytes (one `kmalloc-4k` object).
 //!
-//! A sequential fill takes one node for up to 128 chunks; a random one a
-//! node of 32 bytes an exception, as C's slab object. A chain is kept in
-//! the order of the runs' old chunks: walks stop at the first run past
-//! their chunk, and an insertion finds in one walk both whether the chunk
-//! is held already and where it goes. The buckets are
-//! allocated when the table is made (`ctr` or the persistent store's
-//! load), sized for the COW device as C sizes them; the I/O path only
-//! takes a node reserved with the pending exception, or allocates one
-//! with `GFP_NOIO` if that reservation failed.
+//! The buckets are allocated when the table is made (`ctr` or the
+//! persistent store's load), sized for the COW device as C sizes them,
+//! with a first block of nodes. The load allocates the blocks as it goes.
+//! The I/O path inserts without allocating while a node is free or left
+//! in the last block, that is for 169 of every 170 exceptions that take a
+//! node; for the others, it allocates the block with the table's lock
+//! dropped, and inserts again. As C's `alloc_completed_exception()`, it
+//! asks with `GFP_NOIO`, then once more with `GFP_ATOMIC`, before the
+//! snapshot is invalidated for want of memory.
 //!
-//! C counterpart: `struct dm_exception_table` for `s->complete`,
-//! `dm_exception_table_init()`, `dm_insert_exception()`,
-//! `dm_lookup_exception()` and `__remove_single_exception_chunk()` in
-//! `drivers/md/dm-snap.c`.
+//! C counterpart: `struct dm_exception_table` for `s->complete` and its
+//! allocation in `init_hash_tables()`, and the `exception_cache` of
+//! `alloc_completed_exception()`, in `drivers/md/dm-snap.c`.
 //!
 //! Locks: the snapshot's `complete`, a reader/writer semaphore around the
 //! table, written with the snapshot's `inner` held.
 
 #![deny(unsafe_code)]
 
-use crate::dm_snap_core::runs::{self, Removed, Run};
+use crate::dm_snap_core::{
+    exception_table::{self, Node, Reserve, Wants, BLOCK_NODES, NO_NODE},
+    runs::{self, Removed},
+};
 use kernel::{alloc::Flags, prelude::*};
 
-/// One run in a bucket's chain.
-pub(crate) struct Node {
-    run: Run,
-    next: Option<KBox<Node>>,
-}
+pub(crate) use exception_table::Insert;
 
-/// A node allocated before it is needed: an exception completes without
-/// allocating.
-pub(crate) struct Spare(KBox<Node>);
+type Block = KVec<Node>;
+type Dir = KVVec<Option<Block>>;
+
+/// Blocks and a directory allocated for an insertion ahead of it, what
+/// [`ExceptionTable::wants`] asked for.
+#[derive(Default)]
+pub(crate) struct Spare(Reserve<Block, Dir>);
 
 impl Spare {
-    /// A node for a later [`ExceptionTable::insert`].
-    pub(crate) fn new(flags: Flags) -> Result<Self> {
-        Ok(Self(KBox::new(
-            Node {
-                run: Run::one(0, 0),
-                next: None,
-            },
-            flags,
-        )?))
+    /// What `wants` asks for, for the I/O path: each part allocated with
+    /// `GFP_NOIO`, or if that fails with `GFP_ATOMIC` (C:
+    /// `alloc_completed_exception()`). What could not be allocated is
+    /// left out: the insertion then fails with [`Insert::NoMem`].
+    pub(crate) fn new(wants: Wants) -> Self {
+        Self(Reserve {
+            block: wants
+                .block
+                .then(|| new_block(GFP_NOIO).or_else(|_| new_block(GFP_ATOMIC)).ok())
+                .flatten(),
+            dir: wants.dir.and_then(|n| {
+                new_dir(n, GFP_NOIO)
+                    .or_else(|_| new_dir(n, GFP_ATOMIC))
+                    .ok()
+            }),
+        })
     }
 }
 
-/// Why [`ExceptionTable::insert`] added nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Insert {
-    /// The origin chunk has an exception already.
-    Held,
-    /// A node was needed and none could be allocated.
-    NoMem,
+fn reserve(wants: Wants, flags: Flags) -> Reserve<Block, Dir> {
+    Reserve {
+        block: wants.block.then(|| new_block(flags).ok()).flatten(),
+        dir: wants.dir.and_then(|n| new_dir(n, flags).ok()),
+    }
+}
+
+fn new_block(flags: Flags) -> Result<Block> {
+    Ok(KVec::from_elem(Node::EMPTY, BLOCK_NODES, flags)?)
+}
+
+fn new_dir(n: usize, flags: Flags) -> Result<Dir> {
+    let mut dir = KVVec::with_capacity(n, flags)?;
+    for _ in 0..n {
+        dir.push(None, flags)?;
+    }
+    Ok(dir)
 }
 
 /// The complete exceptions: origin chunk to COW chunk.
-pub(crate) struct ExceptionTable {
-    /// `1 << order` buckets, or none for a table that holds nothing (what
-    /// a snapshot handed over keeps).
-    order: u32,
-    buckets: KVVec<Option<KBox<Node>>>,
-}
+pub(crate) struct ExceptionTable(exception_table::ExceptionTable<KVVec<u32>, Block, Dir>);
 
 impl ExceptionTable {
-    /// A table for a COW device of `cow_chunks` chunks, its buckets
-    /// allocated now (`GFP_KERNEL`: a constructor's).
+    /// A table for a COW device of `cow_chunks` chunks, its buckets and
+    /// a first block of nodes allocated now (`GFP_KERNEL`: a
+    /// constructor's).
     pub(crate) fn new(cow_chunks: u64) -> Result<Self> {
         let order = runs::table_order(cow_chunks);
-        let n = 1usize << order;
-        let mut buckets = KVVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..n {
-            buckets.push(None, GFP_KERNEL)?;
+        let heads = KVVec::from_elem(NO_NODE, 1 << order, GFP_KERNEL)?;
+        let mut table = exception_table::ExceptionTable::new(order, heads, KVVec::new());
+        let wants = table.wants();
+        let first = reserve(wants, GFP_KERNEL);
+        if first.block.is_none() || first.dir.is_none() != wants.dir.is_none() {
+            return Err(ENOMEM);
         }
-        Ok(Self { order, buckets })
+        table.provide(first);
+        Ok(Self(table))
     }
 
     /// A table with no buckets: it holds nothing and takes nothing.
     pub(crate) fn empty() -> Self {
-        Self {
-            order: 0,
-            buckets: KVVec::new(),
-        }
-    }
-
-    fn bucket(&self, chunk: u64) -> Option<&Option<KBox<Node>>> {
-        self.buckets.get(runs::bucket(chunk, self.order))
+        Self(exception_table::ExceptionTable::new(
+            0,
+            KVVec::new(),
+            KVVec::new(),
+        ))
     }
 
     /// The COW chunk of origin chunk `chunk` (C: `dm_lookup_exception()`).
     pub(crate) fn get(&self, chunk: u64) -> Option<u64> {
-        let mut cur = self.bucket(chunk)?.as_deref();
-        while let Some(n) = cur {
-            if n.run.old_chunk > chunk {
-                // The chain is in order: no later run holds it.
-                return None;
-            }
-            if let Some(new_chunk) = n.run.lookup(chunk) {
-                return Some(new_chunk);
-            }
-            cur = n.next.as_deref();
-        }
-        None
+        self.0.get(chunk)
     }
 
     /// Whether origin chunk `chunk` has an exception.
     pub(crate) fn contains(&self, chunk: u64) -> bool {
-        self.get(chunk).is_some()
+        self.0.contains(chunk)
     }
 
     /// Adds the exception `old_chunk` to `new_chunk` (C:
-    /// `dm_insert_exception()`): it joins a run it follows on from, or
-    /// takes `spare`, or a node allocated with `flags`, in its place in the
-    /// chain. Fails with [`Insert::Held`] if `old_chunk` has an exception
-    /// already (the table is left as it was), with [`Insert::NoMem`] if it
-    /// needed a node and none could be had.
+    /// `dm_insert_exception()`), allocating a block with `flags` if it
+    /// needs one: the load's insertion.
     pub(crate) fn insert(
         &mut self,
         old_chunk: u64,
         new_chunk: u64,
-        spare: Option<Spare>,
         flags: Flags,
     ) -> Result<(), Insert> {
-        let b = runs::bucket(old_chunk, self.order);
-        // `cur`: the link to the first run not passed yet. A run that
-        // starts before the chunk is passed if the next one does too.
-        let mut cur = self.buckets.get_mut(b).ok_or(Insert::NoMem)?;
-        loop {
-            let passed = match cur.as_deref_mut() {
-                Some(n) if n.run.old_chunk <= old_chunk => {
-                    if n.run.lookup(old_chunk).is_some() {
-                        return Err(Insert::Held);
-                    }
-                    let Node { run, next } = n;
-                    if !next
-                        .as_deref()
-                        .is_some_and(|m| m.run.old_chunk <= old_chunk)
-                    {
-                        // `run` is the last that starts before the chunk.
-                        if runs::join(
-                            Some(run),
-                            next.as_deref_mut().map(|m| &mut m.run),
-                            old_chunk,
-                            new_chunk,
-                        ) {
-                            return Ok(());
-                        }
-                        return link(next, old_chunk, new_chunk, spare, flags);
-                    }
-                    true
-                }
-                // The chunk goes before this run, or at the end.
-                _ => false,
-            };
-            if !passed {
-                break;
-            }
-            match cur {
-                Some(n) => cur = &mut n.next,
-                None => break,
-            }
-        }
-        // No run starts before the chunk.
-        if runs::join(
-            None,
-            cur.as_deref_mut().map(|m| &mut m.run),
-            old_chunk,
-            new_chunk,
-        ) {
-            return Ok(());
-        }
-        link(cur, old_chunk, new_chunk, spare, flags)
+        self.0
+            .insert(old_chunk, new_chunk, |wants| reserve(wants, flags))
+    }
+
+    /// Adds the exception `old_chunk` to `new_chunk` with what `spare`
+    /// holds, allocating nothing: [`Insert::NoMem`] if it needed more
+    /// (see [`ExceptionTable::wants`]).
+    pub(crate) fn insert_with(
+        &mut self,
+        old_chunk: u64,
+        new_chunk: u64,
+        spare: &mut Spare,
+    ) -> Result<(), Insert> {
+        self.0
+            .insert(old_chunk, new_chunk, |_| core::mem::take(&mut spare.0))
+    }
+
+    /// What an insertion that takes a node of its own needs allocated
+    /// first.
+    pub(crate) fn wants(&self) -> Wants {
+        self.0.wants()
     }
 
     /// Removes the exception of `chunk`, the first or last of its run (C:
     /// `__remove_single_exception_chunk()`).
     pub(crate) fn remove(&mut self, chunk: u64) -> Removed {
-        let b = runs::bucket(chunk, self.order);
-        let Some(head) = self.buckets.get_mut(b) else {
-            return Removed::NotHeld;
-        };
-        let mut cur = head;
-        loop {
-            let r = match cur.as_deref_mut() {
-                // In order: no run from here on holds it.
-                Some(n) if n.run.old_chunk > chunk => return Removed::NotHeld,
-                None => return Removed::NotHeld,
-                Some(n) => n.run.remove(chunk),
-            };
-            match r {
-                Removed::NotHeld => match cur {
-                    Some(n) => cur = &mut n.next,
-                    None => return Removed::NotHeld,
-                },
-                Removed::Empty => {
-                    if let Some(mut n) = cur.take() {
-                        *cur = n.next.take();
-                    }
-                    return Removed::Empty;
-                }
-                r => return r,
-            }
-        }
-    }
-}
-
-/// Puts a run of its own for the exception `old_chunk` to `new_chunk` in
-/// the chain at `at`, in `spare` or in a node allocated with `flags`.
-fn link(
-    at: &mut Option<KBox<Node>>,
-    old_chunk: u64,
-    new_chunk: u64,
-    spare: Option<Spare>,
-    flags: Flags,
-) -> Result<(), Insert> {
-    let Spare(mut node) = match spare {
-        Some(s) => s,
-        None => Spare::new(flags).map_err(|_| Insert::NoMem)?,
-    };
-    node.run = Run::one(old_chunk, new_chunk);
-    node.next = at.take();
-    *at = Some(node);
-    Ok(())
-}
-
-impl Drop for ExceptionTable {
-    fn drop(&mut self) {
-        // Node by node: dropping a chain as one value would recurse once
-        // a node.
-        for head in self.buckets.iter_mut() {
-            let mut cur = head.take();
-            while let Some(mut n) = cur {
-                cur = n.next.take();
-            }
-        }
+        self.0.remove(chunk)
     }
 }

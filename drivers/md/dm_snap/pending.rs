@@ -9,7 +9,6 @@
 
 #![deny(unsafe_code)]
 
-use super::exceptions::Spare;
 use kernel::{
     bio::{BioList, OwnedBio},
     mempool::PoolBox,
@@ -37,9 +36,6 @@ pub(crate) struct Pending {
     /// Persistent store: a whole-chunk write that was the copy, completed
     /// once the exception is on disk.
     pub(super) full_bio: Option<OwnedBio>,
-    /// The complete table's node for the exception, taken when the
-    /// exception was made, so that completing it needs no memory.
-    pub(super) node: Option<Spare>,
     next: Option<PoolBox<Pending>>,
 }
 
@@ -54,7 +50,6 @@ impl Pending {
             copy_failed: false,
             copy_ended: false,
             full_bio: None,
-            node: None,
             next: None,
         }
     }

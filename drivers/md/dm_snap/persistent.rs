@@ -459,7 +459,7 @@ pub(crate) fn load(
                 // reclaim bookkeeping that `GFP_KERNEL` brings.
                 loader.feed(&area, |e: DiskException| {
                     complete
-                        .insert(e.old_chunk, e.new_chunk, None, GFP_NOIO)
+                        .insert(e.old_chunk, e.new_chunk, GFP_NOIO)
                         .map_err(|err| match err {
                             Insert::Held => LoadError::RepeatedChunk(e.old_chunk),
                             Insert::NoMem => LoadError::NoMem,

@@ -50,7 +50,7 @@
 use super::{
     copy::CopyJob,
     drain::Drain,
-    exceptions::{ExceptionTable, Spare},
+    exceptions::ExceptionTable,
     pending::{Pending, PendingTable},
     persistent::Metadata,
     read_tracker::ReadTracker,
@@ -198,15 +198,11 @@ impl SnapState {
     /// A pending exception for `chunk` and the job that will copy it, both
     /// taken before either goes anywhere, so that a copy, once its pending
     /// exception is in, always starts.
-    ///
-    /// The complete table's node comes along if memory allows; if not,
-    /// the completion allocates it, as C does.
     pub(super) fn alloc_copy(
         self: &Arc<Self>,
         chunk: u64,
     ) -> Result<(PoolBox<Pending>, PoolBox<CopyJob>)> {
-        let mut pe = Mempool::alloc(&self.pending_pool, Pending::new(chunk), GFP_NOIO)?;
-        pe.node = Spare::new(GFP_NOIO).ok();
+        let pe = Mempool::alloc(&self.pending_pool, Pending::new(chunk), GFP_NOIO)?;
         Ok((pe, CopyJob::alloc(self, chunk, false)?))
     }
 

@@ -11,6 +11,7 @@
 pub mod chunk;
 pub mod commit;
 pub mod disk;
+pub mod exception_table;
 pub mod merge;
 pub mod runs;
 pub mod table;

@@ -13,9 +13,8 @@
 //! bucket keeps its runs in the order of their old chunks, as C keeps its
 //! lists: a walk stops at the first run past the chunk, and one walk both
 //! finds an exception already held and the place of a new one. This
-//! module has the logic: what a bucket holds is the caller's (a chain of
-//! nodes in the kernel, a vector in the host tests), given as an iterator
-//! of its runs.
+//! module has the logic of one run and of the hashing; the table of chains
+//! is `exception_table`.
 //!
 //! C counterpart: `dm_insert_exception()`, `dm_lookup_exception()`,
 //! `__remove_single_exception_chunk()` and the sizing of the complete
@@ -190,31 +189,4 @@ pub fn table_order(cow_chunks: u64) -> u32 {
         Some(o) => o.clamp(MIN_ORDER, MAX_ORDER),
         None => MIN_ORDER,
     }
-}
-
-/// Adds the exception `old_chunk` to `new_chunk` to one of the two runs of
-/// its bucket between which it falls in the bucket's order, `prev` (the
-/// last that starts before it, which must not hold it) or `next` (the
-/// first that starts after it), if it follows on from either (C:
-/// `dm_insert_exception()`); false if it needs a run of its own, which
-/// then goes between the two.
-#[inline]
-pub fn join(
-    prev: Option<&mut Run>,
-    next: Option<&mut Run>,
-    old_chunk: u64,
-    new_chunk: u64,
-) -> bool {
-    prev.is_some_and(|r| r.try_add(old_chunk, new_chunk))
-        || next.is_some_and(|r| r.try_add(old_chunk, new_chunk))
-}
-
-/// The COW chunk of `chunk`, from the runs of its bucket, in the order of
-/// their old chunks: the walk stops at the first run past the chunk (C:
-/// `dm_lookup_exception()`, whose lists are in order too).
-pub fn lookup<'a>(bucket: impl IntoIterator<Item = &'a Run>, chunk: u64) -> Option<u64> {
-    bucket
-        .into_iter()
-        .take_while(|r| r.old_chunk <= chunk)
-        .find_map(|r| r.lookup(chunk))
 }
