@@ -20,21 +20,25 @@
 //! `__remove_single_exception_chunk()` and the sizing of the complete
 //! table in `init_hash_tables()`, in `drivers/md/dm-snap.c`. Unlike C, a
 //! run cannot grow past its window even when two windows share a bucket,
-//! so its count never overflows its 8 bits; and a window is half C's (128
-//! chunks, not 256), so a random fill's chains are half as long, for one
-//! more node per 256 chunks of a sequential fill.
+//! so its count never overflows its 8 bits; and a window is an eighth of
+//! C's (32 chunks, not 256), so that the windows of an origin spread over
+//! the buckets: see [`WINDOW_BITS`].
 
 /// The bits of a run's length less one, as C's `DM_CHUNK_CONSECUTIVE_BITS`.
 pub const RUN_BITS: u32 = 8;
 
 /// The bits of a window, the old chunks that share `chunk >> WINDOW_BITS`
-/// and one bucket. C's is [`RUN_BITS`]: a window of 256 chunks. Half that
-/// halves the chains of a random fill (a window of 256 chunks of an origin
-/// four times the COW device's size holds 64 exceptions, a chain walked at
-/// each insertion and lookup), for one more 32-byte node per 256 chunks of
-/// a sequential fill, whose memory stays under C's (2.3 against 2.4 bytes
-/// an exception at 1 M).
-pub const WINDOW_BITS: u32 = 7;
+/// and one bucket. C's is [`RUN_BITS`]: a window of 256 chunks. A bucket
+/// is one of up to 2^18, so the windows of an origin of fewer than 2^26
+/// chunks (256 GiB of 4 KiB chunks) number fewer than the buckets, and a
+/// random fill crowds into the few buckets they use: with an origin four
+/// times the COW device's size, C's chains are 64 runs long, walked at
+/// each insertion and lookup, while most buckets stay empty. Windows of 32
+/// chunks make chains eight times shorter, for eight nodes where C has one
+/// per 256 chunks of a sequential fill. Those are 24-byte nodes
+/// (`exception_table`), so its memory stays under C's (2.0 against 2.6
+/// MiB at 1 M exceptions, most of it the buckets).
+pub const WINDOW_BITS: u32 = 5;
 
 /// The most chunks one run holds, and the size of a window.
 pub const RUN_CHUNKS: u64 = 1 << WINDOW_BITS;
