@@ -45,24 +45,22 @@ impl Spare {
     /// `alloc_completed_exception()`). What could not be allocated is
     /// left out: the insertion then fails with [`Insert::NoMem`].
     pub(crate) fn new(wants: Wants) -> Self {
-        Self(Reserve {
-            block: wants
-                .block
-                .then(|| new_block(GFP_NOIO).or_else(|_| new_block(GFP_ATOMIC)).ok())
-                .flatten(),
-            dir: wants.dir.and_then(|n| {
-                new_dir(n, GFP_NOIO)
-                    .or_else(|_| new_dir(n, GFP_ATOMIC))
-                    .ok()
-            }),
-        })
+        Self(reserve(wants, &[GFP_NOIO, GFP_ATOMIC]))
     }
 }
 
-fn reserve(wants: Wants, flags: Flags) -> Reserve<Block, Dir> {
+/// What `wants` asks for, each part allocated with the first of `flags`
+/// that succeeds; what none could allocate is left out.
+fn reserve(wants: Wants, flags: &[Flags]) -> Reserve<Block, Dir> {
     Reserve {
-        block: wants.block.then(|| new_block(flags).ok()).flatten(),
-        dir: wants.dir.and_then(|n| new_dir(n, flags).ok()),
+        block: if wants.block {
+            flags.iter().find_map(|&f| new_block(f).ok())
+        } else {
+            None
+        },
+        dir: wants
+            .dir
+            .and_then(|n| flags.iter().find_map(|&f| new_dir(n, f).ok())),
     }
 }
 
@@ -90,7 +88,7 @@ impl ExceptionTable {
         let heads = KVVec::from_elem(NO_NODE, 1 << order, GFP_KERNEL)?;
         let mut table = exception_table::ExceptionTable::new(order, heads, KVVec::new());
         let wants = table.wants();
-        let first = reserve(wants, GFP_KERNEL);
+        let first = reserve(wants, &[GFP_KERNEL]);
         if first.block.is_none() || first.dir.is_none() != wants.dir.is_none() {
             return Err(ENOMEM);
         }
@@ -127,7 +125,7 @@ impl ExceptionTable {
         flags: Flags,
     ) -> Result<(), Insert> {
         self.0
-            .insert(old_chunk, new_chunk, |wants| reserve(wants, flags))
+            .insert(old_chunk, new_chunk, |wants| reserve(wants, &[flags]))
     }
 
     /// Adds the exception `old_chunk` to `new_chunk` with what `spare`
