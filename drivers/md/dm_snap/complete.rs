@@ -41,23 +41,19 @@ impl kcopyd::Completion for CopyJob {
     type Ptr = PoolBox<CopyJob>;
 
     fn complete(mut job: PoolBox<CopyJob>, read_err: bool, write_err: u64) {
-        // The copies (or the zeroing) are over: their throttle slots are
-        // free again, whatever the commits still have to do (C:
-        // `copy_callback()` and `zero_callback()` end the copy first).
-        let mut cur = Some(&mut *job);
-        while let Some(j) = cur {
-            drop(j.slot.take());
-            cur = j.next.as_deref_mut();
+        // The job wrote one destination per copy, this one's first: the
+        // others' copies end in their own snapshots' kcopyd threads, so
+        // that their commits run side by side (see `Copies`).
+        for (i, f) in job.followers.iter_mut().enumerate() {
+            if let Some(cb) = f.take() {
+                cb.run(read_err, (write_err >> (i + 1)) & 1);
+            }
         }
-        // The job wrote one destination per copy of its chain, in order.
-        let mut next = Some(job);
-        let mut bit = 0;
-        while let Some(mut job) = next {
-            next = job.next.take();
-            let ok = !read_err && write_err & (1 << bit) == 0;
-            bit += 1;
-            copy_ended(job, ok);
-        }
+        // The copy (or the zeroing) is over: its throttle slot is free
+        // again, whatever the commit still has to do (C: `copy_callback()`
+        // and `zero_callback()` end the copy first).
+        drop(job.slot.take());
+        copy_ended(job, !read_err && write_err & 1 == 0);
     }
 }
 

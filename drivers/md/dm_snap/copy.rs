@@ -15,7 +15,7 @@ use super::{
 };
 use kernel::{
     bio::{BioSlot, OwnedBio},
-    device_mapper::kcopyd::{self, Region},
+    device_mapper::kcopyd::{self, PreparedCallback, Region},
     mempool::{Mempool, PoolBox},
     prelude::*,
     sync::Arc,
@@ -33,8 +33,9 @@ pub(crate) struct CopyJob {
     /// The job's place in the COW throttle, given back when the copy ends.
     pub(super) slot: Option<Slot>,
     /// The copies of the same origin chunk into other snapshots that this
-    /// job's one read serves, each its next destination (see [`Copies`]).
-    pub(super) next: Option<PoolBox<CopyJob>>,
+    /// job's one read serves, its second destination on (see [`Copies`]):
+    /// each completes in its own snapshot's kcopyd thread.
+    pub(super) followers: [Option<PreparedCallback<CopyJob>>; kcopyd::MAX_REGIONS - 1],
 }
 
 impl CopyJob {
@@ -48,7 +49,7 @@ impl CopyJob {
             bio: BioSlot::new(),
             zero,
             slot: None,
-            next: None,
+            followers: Default::default(),
         };
         Mempool::alloc(&state.job_pool, job, GFP_NOIO)
     }
@@ -64,14 +65,19 @@ impl CopyJob {
 /// invalidation; only the read is shared. The job runs on the first
 /// snapshot's kcopyd client and writes the others' COW devices, which
 /// stay open until their pending exceptions are gone ([`Snap`]'s drop
-/// waits for them, as C's `snapshot_dtr()` does).
+/// waits for them, as C's `snapshot_dtr()` does). The others' copies end
+/// in their own clients' threads, prepared as the copy is added: their
+/// commits then run side by side, as in C, where each snapshot's copy is
+/// a job of its own client, rather than one after the other in the first
+/// snapshot's thread, which would add up the COW devices' write
+/// latencies.
 ///
 /// Every copy added is started by [`Copies::start`], which runs when the
 /// value is dropped at the latest: a copy, once its pending exception is
 /// in, always starts.
 pub(super) struct Copies<'a> {
     /// The first snapshot, whose client runs the job, and its copy job,
-    /// whose chain holds the others' in destination order.
+    /// whose followers are the others' in destination order.
     lead: Option<(&'a Snap, PoolBox<CopyJob>)>,
     /// The origin range the job reads.
     from: (u64, u64),
@@ -94,7 +100,8 @@ impl<'a> Copies<'a> {
     /// Adds the copy of `job`'s chunk to COW chunk `new_chunk` of `snap`,
     /// which holds `slot`. It joins the job being built if it reads the
     /// same origin range and there is room; otherwise that job starts and
-    /// this one begins the next.
+    /// this one begins the next. May sleep for memory (`GFP_NOIO`), as
+    /// the copy's allocation did.
     pub(super) fn add(
         &mut self,
         snap: &'a Snap,
@@ -114,13 +121,20 @@ impl<'a> Copies<'a> {
                 self.lead = Some((snap, job));
             }
             Some((_, lead)) => {
-                // The chain runs from the lead's next in destination
-                // order: the new job goes last.
-                let mut cur = &mut lead.next;
-                while let Some(j) = cur {
-                    cur = &mut j.next;
+                // Its completion runs in its own snapshot's thread. The
+                // lead is destination 0 and n < MAX_REGIONS here, so
+                // followers[n - 1] is there, and free.
+                let f = self
+                    .n
+                    .checked_sub(1)
+                    .and_then(|i| lead.followers.get_mut(i));
+                let cb = snap.kc.prepare_callback::<CopyJob>(job);
+                match f {
+                    Some(f) => *f = Some(cb),
+                    // Not reached; were it, the copy would fail rather
+                    // than never end.
+                    None => cb.run(true, 0),
                 }
-                *cur = Some(job);
             }
         }
         self.to[self.n] = Some((snap, new_chunk));
