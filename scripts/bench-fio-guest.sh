@@ -18,6 +18,12 @@
 #   origin-seq      256 KiB sequential writes over a fresh origin
 #   snap-write      4 KiB random writes over a fresh snapshot, each block
 #                   once
+#   origin-first-slow  origin-first with COW devices that take
+#                   BENCH_COW_DELAY ms (2) more for each write and flush
+#                   (dm-delay, whose timer rounds up to the next tick), as
+#                   disks do: a commit then waits for I/O rather than for
+#                   the CPU. 4 KiB chunks, over the first BENCH_SLOW_SIZE
+#                   MiB (1) of the origin; C and ours only.
 # The references: raw and linear run the same writes and reads on the
 # device itself (first and rewrite are the same for them); thin is a
 # thin volume of the pool's block size (64 KiB, the least dm-thin takes,
@@ -45,6 +51,8 @@ SIZE=${BENCH_SIZE:-16}
 ROUNDS=${BENCH_ROUNDS:-3}
 SNAP_ROUNDS=${BENCH_SNAP_ROUNDS:-1}
 MODE=${BENCH_MODE:-icount}
+COW_DELAY=${BENCH_COW_DELAY-2}
+SLOW_SIZE=${BENCH_SLOW_SIZE:-1}
 THIN_BLOCK=128 # sectors: dm-thin's least block size
 W=/run/dm-snap-bench
 mkdir -p "$W"
@@ -124,6 +132,10 @@ setup() { # setup KIND CHUNK N
 		dm bf-origin "0 $SECTORS snapshot-origin $base"
 		for i in $(seq "$n"); do
 			cow=$(loop "cow$i" $((SIZE + SIZE / 16 + 2)))
+			if [ -n "${DELAY:-}" ]; then
+				dm "bf-slow$i" "0 $(blockdev --getsz "$cow") delay $cow 0 0 $cow 0 $DELAY"
+				cow=/dev/mapper/bf-slow$i
+			fi
 			dm "bf-snap$i" "0 $SECTORS snapshot $base $cow P $chunk"
 		done
 		ORIGIN=/dev/mapper/bf-origin SNAP=/dev/mapper/bf-snap1 ;;
@@ -155,6 +167,16 @@ case_fresh() {
 	teardown
 }
 
+# case_slow IMPL N ROUND: origin-first-slow.
+case_slow() {
+	local impl=$1 n=$2 round=$3 size=$SIZE
+	DELAY=$COW_DELAY setup "$impl" 8 "$n"
+	SIZE=$SLOW_SIZE
+	emit "$impl" origin-first-slow 8 "$n" 1 "$round" "$(fio_pass slow "$ORIGIN" randwrite 4k 1)"
+	SIZE=$size
+	teardown
+}
+
 runs_of() { # runs_of N: the rounds of a case with N snapshots
 	if [ "$1" = 1 ]; then seq "$ROUNDS"; else seq "$SNAP_ROUNDS"; fi
 }
@@ -177,5 +199,15 @@ for impl in $REFS $IMPLS; do
 			done
 		done
 	done
-	case $impl in raw | linear | thin) ;; *) bench_unload "$impl" ;; esac
+	case $impl in
+	raw | linear | thin) ;;
+	*)	if [ -n "$COW_DELAY" ] && [ "$JOBS" = 1 ]; then
+			for n in $SNAPS; do
+				for round in $(runs_of "$n"); do
+					case_slow "$impl" "$n" "$round"
+				done
+			done
+		fi
+		bench_unload "$impl" ;;
+	esac
 done

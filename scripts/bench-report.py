@@ -21,6 +21,7 @@ WORKLOADS = [
     ("origin-seq", "origin, 256 KiB sequential", "MiB/s"),
     ("snap-read", "snapshot, 4 KiB random reads", "IOPS"),
     ("snap-write", "snapshot, 4 KiB random writes", "IOPS"),
+    ("origin-first-slow", "origin, first writes, COW writes delayed", "IOPS"),
 ]
 
 
@@ -233,7 +234,11 @@ def main():
           "into every snapshot); rewrites of the same (no copy); 4 KiB random "
           "reads of the snapshot afterwards (every chunk remapped); 256 KiB "
           "sequential writes over a fresh origin; 4 KiB random writes over a "
-          "fresh snapshot. raw and dm-linear take the same I/O on the device "
+          "fresh snapshot; first writes again, over the origin's first MiB, "
+          "with COW devices whose writes and flushes are delayed (dm-delay, "
+          "`BENCH_COW_DELAY` ms, rounded up to the next timer tick), so that "
+          "commits wait for I/O as on a disk. raw and dm-linear take the "
+          "same I/O on the device "
           "itself; dm-thin is a thin volume and its snapshots, blocks of "
           "64 KiB (its least), so it runs in the 64 KiB rows only.")
     print("\n".join(out))
