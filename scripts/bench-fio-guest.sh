@@ -138,6 +138,12 @@ setup() { # setup KIND CHUNK N
 			fi
 			dm "bf-snap$i" "0 $SECTORS snapshot $base $cow P $chunk"
 		done
+		# As LVM2 does: the origin splits its writes at the snapshots'
+		# least chunk size, which it learns when it resumes (C:
+		# origin_resume()); made before the snapshots, it would let a
+		# write of several chunks copy only its first.
+		dmsetup suspend bf-origin
+		dmsetup resume bf-origin
 		ORIGIN=/dev/mapper/bf-origin SNAP=/dev/mapper/bf-snap1 ;;
 	esac
 }
