@@ -238,9 +238,9 @@ def main():
           "with COW devices whose writes and flushes are delayed (dm-delay, "
           "`BENCH_COW_DELAY` ms, rounded up to the next timer tick), so that "
           "commits wait for I/O as on a disk. raw and dm-linear take the "
-          "same I/O on the device "
-          "itself; dm-thin is a thin volume and its snapshots, blocks of "
-          "64 KiB (its least), so it runs in the 64 KiB rows only.")
+          "same I/O on the device itself; dm-thin is a thin volume and its "
+          "snapshots, blocks of 64 KiB (its least), so it runs in the 64 KiB "
+          "rows only.")
     print("\n".join(out))
     print("\n## Short of the targets\n")
     if shortfalls:
