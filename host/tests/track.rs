@@ -24,6 +24,7 @@ fn counts_per_chunk() {
     assert!(t.untrack(b));
     assert!(!t.chunk_busy(7));
     assert!(!t.overflow_busy());
+    assert_eq!(t.slots_used(), 0);
 }
 
 #[test]
@@ -163,7 +164,25 @@ fn racing_reads_leave_nothing_counted() {
         th.join().unwrap();
     }
     assert!(!t.overflow_busy());
+    assert_eq!(t.slots_used(), 0, "every slot emptied, and counted so");
     for c in 0..100_000 {
         assert!(!t.chunk_busy(c));
     }
+}
+
+#[test]
+fn slots_in_use_are_counted() {
+    let t = TrackTable::new();
+    let held: Vec<Track> = (0..SLOTS as u64 / 2).map(|c| t.track(c)).collect();
+    assert_eq!(t.slots_used(), SLOTS as u64 / 2);
+    // A second read of a chunk shares its slot.
+    let again = t.track(3);
+    assert_eq!(t.slots_used(), SLOTS as u64 / 2);
+    t.untrack(again);
+    for (i, h) in held.into_iter().enumerate() {
+        t.untrack(h);
+        assert_eq!(t.slots_used(), (SLOTS / 2 - 1 - i) as u64);
+    }
+    // With no slot in use, no chunk is busy, whatever its slots held.
+    assert!(!t.chunk_busy(3));
 }

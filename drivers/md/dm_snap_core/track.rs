@@ -10,6 +10,10 @@
 //! reads of its chunk, so it waits for reads of that chunk only (C keeps
 //! the tracked chunks in a hash of lists, through the per-bio data).
 //!
+//! A count of the slots in use lets a completion skip the probes when no
+//! read is tracked in any slot, the common case of an origin write that
+//! copies a chunk nobody reads through the snapshot.
+//!
 //! A read that finds no room (the slots near its hash hold other chunks, a
 //! chunk number too large for a tag, a full count) is counted in the
 //! overflow word instead, in two epochs: a completion that finds overflow
@@ -74,6 +78,10 @@ pub enum Track {
 /// The reads in flight of one snapshot, per chunk.
 pub struct TrackTable {
     slots: [AtomicU64; SLOTS],
+    /// The slots not empty: raised after a slot is claimed, lowered after
+    /// it is emptied, so never below the slots whose reads were counted
+    /// before the caller's lock (see [`TrackTable::chunk_busy`]).
+    used: AtomicU64,
     overflow: AtomicU64,
 }
 
@@ -88,6 +96,7 @@ impl TrackTable {
     pub fn new() -> Self {
         Self {
             slots: core::array::from_fn(|_| AtomicU64::new(0)),
+            used: AtomicU64::new(0),
             overflow: AtomicU64::new(0),
         }
     }
@@ -132,7 +141,12 @@ impl TrackTable {
                 return false;
             };
             match slot.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    if word == 0 {
+                        self.used.fetch_add(1, Ordering::AcqRel);
+                    }
+                    return true;
+                }
                 Err(w) => word = w,
             }
         }
@@ -150,7 +164,12 @@ impl TrackTable {
                 }
                 // Empty the slot unless a read of its chunk came meanwhile;
                 // a slot counting no read may be emptied by anyone.
-                let _ = slot.compare_exchange(old - 1, 0, Ordering::AcqRel, Ordering::Relaxed);
+                if slot
+                    .compare_exchange(old - 1, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.used.fetch_sub(1, Ordering::AcqRel);
+                }
                 true
             }
             Track::Overflow(epoch) => {
@@ -162,11 +181,20 @@ impl TrackTable {
 
     /// Whether a read of `chunk` is counted in a slot. [`TrackTable::track`]
     /// counts a chunk only in the [`PROBES`] slots from its home, so only
-    /// those are looked at (a completion asks this for every exception).
+    /// those are looked at (a completion asks this for every exception),
+    /// and none when every slot is empty.
+    ///
+    /// The reads that matter were counted under the caller's lock before it
+    /// made the chunk's exception complete: their slots' claims, and the
+    /// raise of `used` that follows each, were made before that lock was
+    /// released, so `used` counts them.
     pub fn chunk_busy(&self, chunk: u64) -> bool {
         let Some(tag) = tag_of(chunk) else {
             return false;
         };
+        if self.used.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let h = home(chunk);
         (0..PROBES).any(|i| {
             let word = self.slots[(h + i) & (SLOTS - 1)].load(Ordering::Acquire);
@@ -186,6 +214,12 @@ impl TrackTable {
     pub fn switch_overflow(&self) -> u8 {
         let old = self.overflow.fetch_xor(EPOCH, Ordering::AcqRel);
         u8::from(old & EPOCH != 0)
+    }
+
+    /// The slots in use, empty or not yet emptied ones excluded: 0 once
+    /// every read counted in a slot has completed.
+    pub fn slots_used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
     }
 
     /// Whether the overflow reads of `epoch` are still in flight.
