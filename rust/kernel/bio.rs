@@ -32,6 +32,7 @@ impl Bio {
     ///
     /// `ptr` must point to a valid `struct bio` that the caller owns for `'a`
     /// (nobody else reads or changes its target or position meanwhile).
+    #[inline]
     pub unsafe fn from_raw<'a>(ptr: *mut bindings::bio) -> &'a mut Self {
         // SAFETY: `Bio` is a transparent wrapper of `struct bio`; the caller
         // guarantees validity and exclusive ownership for `'a`.
@@ -39,10 +40,12 @@ impl Bio {
     }
 
     /// Returns the raw pointer.
+    #[inline]
     pub fn as_raw(&self) -> *mut bindings::bio {
         self.0.get()
     }
 
+    #[inline]
     fn raw(&self) -> &bindings::bio {
         // SAFETY: By the type invariant the bio is valid, and nobody else
         // changes the fields read through this reference while we hold `self`.
@@ -50,11 +53,13 @@ impl Bio {
     }
 
     /// The first sector the request addresses.
+    #[inline]
     pub fn sector(&self) -> u64 {
         self.raw().bi_iter.bi_sector
     }
 
     /// Moves the request to another first sector (a remap).
+    #[inline]
     pub fn set_sector(&mut self, sector: u64) {
         // SAFETY: By the type invariant the holder of `&mut Bio` may change
         // the position; the pointer is valid.
@@ -62,32 +67,38 @@ impl Bio {
     }
 
     /// The size of the request in bytes.
+    #[inline]
     pub fn size(&self) -> u32 {
         self.raw().bi_iter.bi_size
     }
 
     /// The size of the request in sectors (`bio_sectors()`).
+    #[inline]
     pub fn sectors(&self) -> u32 {
         self.size() >> SECTOR_SHIFT
     }
 
     /// Whether the request writes (`bio_data_dir() == WRITE`).
+    #[inline]
     pub fn is_write(&self) -> bool {
         // SAFETY: `op_is_write` only looks at its argument.
         unsafe { bindings::op_is_write(self.raw().bi_opf) }
     }
 
     /// Whether the request asks for a cache flush before it (`REQ_PREFLUSH`).
+    #[inline]
     pub fn is_preflush(&self) -> bool {
         self.raw().bi_opf & (1 << bindings::req_flag_bits___REQ_PREFLUSH) != 0
     }
 
     /// Whether the request reads (`bio_data_dir() == READ`).
+    #[inline]
     pub fn is_read(&self) -> bool {
         !self.is_write()
     }
 
     /// Whether the request is a discard (`REQ_OP_DISCARD`).
+    #[inline]
     pub fn is_discard(&self) -> bool {
         // SAFETY: By the type invariant the bio is valid.
         unsafe { bindings::bio_op(self.0.get()) == bindings::req_op_REQ_OP_DISCARD }
@@ -99,6 +110,7 @@ impl Bio {
     ///
     /// `bdev` must be a valid block device that stays open until the request
     /// completes.
+    #[inline]
     pub(crate) unsafe fn set_bdev(&mut self, bdev: *mut bindings::block_device) {
         // SAFETY: The bio is valid and ours to change by the type invariant;
         // the caller guarantees `bdev`.
@@ -130,6 +142,7 @@ impl OwnedBio {
     ///
     /// `ptr` must be a valid bio that the caller owns and gives up: it must
     /// not use it again except through the returned value.
+    #[inline]
     pub unsafe fn from_raw(ptr: *mut bindings::bio) -> Self {
         // INVARIANT: The caller hands over a valid bio it owns.
         Self {
@@ -139,11 +152,13 @@ impl OwnedBio {
     }
 
     /// Gives up ownership without handing the bio on; the caller takes it.
+    #[inline]
     pub fn into_raw(self) -> *mut bindings::bio {
         ManuallyDrop::new(self).ptr.as_ptr()
     }
 
     /// Sends the bio to the device it is set to (`submit_bio_noacct()`).
+    #[inline]
     pub fn submit(self) {
         // SAFETY: By the type invariant we own a valid bio; the block layer
         // takes it over.
@@ -151,6 +166,7 @@ impl OwnedBio {
     }
 
     /// Completes the bio with the status it has (`bio_endio()`).
+    #[inline]
     pub fn complete(self) {
         // SAFETY: By the type invariant we own a valid bio; completing it
         // gives it back to its submitter.
@@ -158,6 +174,7 @@ impl OwnedBio {
     }
 
     /// Completes the bio with an I/O error (`bio_io_error()`).
+    #[inline]
     pub fn io_error(self) {
         let ptr = self.into_raw();
         // SAFETY: By the type invariant we own a valid bio; completing it
@@ -172,6 +189,7 @@ impl OwnedBio {
 impl Deref for OwnedBio {
     type Target = Bio;
 
+    #[inline]
     fn deref(&self) -> &Bio {
         // SAFETY: By the type invariant the bio is valid and ours.
         unsafe { &*self.ptr.as_ptr().cast::<Bio>() }
@@ -179,6 +197,7 @@ impl Deref for OwnedBio {
 }
 
 impl DerefMut for OwnedBio {
+    #[inline]
     fn deref_mut(&mut self) -> &mut Bio {
         // SAFETY: By the type invariant the bio is valid and ours.
         unsafe { Bio::from_raw(self.ptr.as_ptr()) }
@@ -186,6 +205,7 @@ impl DerefMut for OwnedBio {
 }
 
 impl Drop for OwnedBio {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant we own a valid bio that was not
         // handed on (every method that does so forgets `self`).
@@ -214,6 +234,7 @@ unsafe impl Send for BioList {}
 
 impl BioList {
     /// An empty list.
+    #[inline]
     pub const fn new() -> Self {
         Self {
             head: core::ptr::null_mut(),
@@ -222,6 +243,7 @@ impl BioList {
     }
 
     /// Adds `bio` at the end.
+    #[inline]
     pub fn push(&mut self, bio: OwnedBio) {
         let ptr = bio.into_raw();
         // SAFETY: We own `ptr`; `tail`, if not null, is the last bio of our
@@ -257,11 +279,13 @@ impl BioList {
     }
 
     /// Takes all bios, leaving the list empty.
+    #[inline]
     pub fn take(&mut self) -> BioList {
         core::mem::take(self)
     }
 
     /// Moves all bios of `other` to the end of this list.
+    #[inline]
     pub fn append(&mut self, other: &mut BioList) {
         while let Some(bio) = other.pop() {
             self.push(bio);
@@ -270,6 +294,7 @@ impl BioList {
 }
 
 impl Default for BioList {
+    #[inline]
     fn default() -> Self {
         Self::new()
     }
@@ -279,6 +304,7 @@ impl IntoIterator for BioList {
     type Item = OwnedBio;
     type IntoIter = BioListIter;
 
+    #[inline]
     fn into_iter(self) -> BioListIter {
         BioListIter(self)
     }
@@ -291,12 +317,14 @@ pub struct BioListIter(BioList);
 impl Iterator for BioListIter {
     type Item = OwnedBio;
 
+    #[inline]
     fn next(&mut self) -> Option<OwnedBio> {
         self.0.pop()
     }
 }
 
 impl Drop for BioList {
+    #[inline]
     fn drop(&mut self) {
         while let Some(bio) = self.pop() {
             bio.io_error();
@@ -316,6 +344,7 @@ pub struct BioSlot {
 
 impl BioSlot {
     /// An empty slot.
+    #[inline]
     pub const fn new() -> Self {
         Self {
             ptr: AtomicPtr::new(core::ptr::null_mut()),
@@ -323,6 +352,7 @@ impl BioSlot {
     }
 
     /// Puts `bio` in the slot; gives it back if the slot is full.
+    #[inline]
     pub fn put(&self, bio: OwnedBio) -> core::result::Result<(), OwnedBio> {
         let ptr = bio.into_raw();
         match self.ptr.compare_exchange(
@@ -339,6 +369,7 @@ impl BioSlot {
     }
 
     /// Takes the bio out of the slot, if there is one.
+    #[inline]
     pub fn take(&self) -> Option<OwnedBio> {
         let ptr = self.ptr.swap(core::ptr::null_mut(), Ordering::AcqRel);
         // SAFETY: A non-null pointer in the slot is an owned bio (type
@@ -348,12 +379,14 @@ impl BioSlot {
 }
 
 impl Default for BioSlot {
+    #[inline]
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl Drop for BioSlot {
+    #[inline]
     fn drop(&mut self) {
         if let Some(bio) = self.take() {
             bio.io_error();

@@ -96,6 +96,7 @@ impl<T> Mempool<T> {
     /// With flags that may sleep (`GFP_NOIO`, `GFP_KERNEL`) this waits for an
     /// element to come back to the pool rather than fail; with `GFP_ATOMIC`
     /// or `GFP_NOWAIT` it may fail with `ENOMEM`.
+    #[inline]
     pub fn alloc(this: &Arc<Self>, value: T, flags: Flags) -> Result<PoolBox<T>> {
         // SAFETY: By the type invariant `pool` is a live pool.
         let raw = unsafe { bindings::mempool_alloc_noprof(this.pool.as_ptr(), flags.as_raw()) };
@@ -114,6 +115,7 @@ impl<T> Mempool<T> {
 }
 
 impl<T> Drop for Mempool<T> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant the pool is live, and since every
         // `PoolBox` holds a reference to it, none of its elements is in use.
@@ -141,6 +143,7 @@ unsafe impl<T: Sync> Sync for PoolBox<T> {}
 impl<T> Deref for PoolBox<T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: By the type invariant the element is initialised and ours.
         unsafe { &(*self.ptr.as_ptr()).value }
@@ -148,6 +151,7 @@ impl<T> Deref for PoolBox<T> {
 }
 
 impl<T> DerefMut for PoolBox<T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: By the type invariant the element is initialised and ours.
         unsafe { &mut (*self.ptr.as_ptr()).value }
@@ -155,6 +159,7 @@ impl<T> DerefMut for PoolBox<T> {
 }
 
 impl<T> Drop for PoolBox<T> {
+    #[inline]
     fn drop(&mut self) {
         let elem = self.ptr.as_ptr();
         // SAFETY: By the type invariant the element is initialised and ours;
@@ -176,17 +181,20 @@ impl<T> Drop for PoolBox<T> {
 impl<T: 'static> ForeignOwnable for PoolBox<T> {
     type Borrowed<'a> = &'a T;
 
+    #[inline]
     fn into_foreign(self) -> *const c_void {
         let this = ManuallyDrop::new(self);
         this.ptr.as_ptr() as *const c_void
     }
 
+    #[inline]
     unsafe fn borrow<'a>(ptr: *const c_void) -> &'a T {
         // SAFETY: The caller passes a pointer from `into_foreign` that has
         // not been reclaimed, so the element is initialised and alive.
         unsafe { &(*ptr.cast::<Element<T>>()).value }
     }
 
+    #[inline]
     unsafe fn from_foreign(ptr: *const c_void) -> Self {
         // INVARIANT: The caller passes a pointer from `into_foreign`, whose
         // ownership comes back to us.

@@ -30,11 +30,13 @@ pub struct UintParam(AtomicU32);
 
 impl UintParam {
     /// Creates the storage with its default value.
+    #[inline]
     pub const fn new(default: u32) -> Self {
         Self(AtomicU32::new(default))
     }
 
     /// Returns the current value.
+    #[inline]
     pub fn get(&self) -> u32 {
         // The kernel's store is a plain aligned 32-bit store, single-copy
         // atomic on every architecture Linux runs on; `Relaxed` is C's
@@ -43,6 +45,7 @@ impl UintParam {
     }
 
     /// Returns the pointer `param_ops_uint` stores through.
+    #[inline]
     pub const fn as_ptr(&self) -> *mut u32 {
         self.0.as_ptr()
     }

@@ -42,6 +42,7 @@ pub enum MapResult {
 
 impl MapResult {
     /// The `DM_MAPIO_*` code, and the bio device-mapper gets back, if any.
+    #[inline]
     pub(super) fn into_raw(self) -> (u32, Option<*mut bindings::bio>) {
         let (r, bio) = match self {
             MapResult::Submitted => return (bindings::DM_MAPIO_SUBMITTED, None),
@@ -89,12 +90,14 @@ impl MapBio {
     /// # Safety
     ///
     /// `bio` must be the clone device-mapper passed to a target's `map`.
+    #[inline]
     pub(super) unsafe fn new(bio: OwnedBio) -> Self {
         // INVARIANT: The caller passes a clone handed to `map`.
         Self { bio }
     }
 
     /// Takes the bio over: the target now submits or completes it.
+    #[inline]
     pub fn into_owned(self) -> OwnedBio {
         self.bio
     }
@@ -103,6 +106,7 @@ impl MapBio {
     /// the rest in another bio (`dm_accept_partial_bio()`).
     ///
     /// Does nothing unless `0 < sectors < self.sectors()`, or for a flush.
+    #[inline]
     pub fn accept_partial(&mut self, sectors: u32) {
         if sectors == 0 || sectors >= self.bio.sectors() || self.bio.is_preflush() {
             return;
@@ -115,6 +119,7 @@ impl MapBio {
 
     /// Which copy of a duplicated bio (flush, discard) this is, from 0
     /// (`dm_bio_get_target_bio_nr()`).
+    #[inline]
     pub fn target_bio_nr(&self) -> u32 {
         // SAFETY: By the type invariant the bio is a device-mapper clone.
         unsafe { bindings::dm_bio_get_target_bio_nr(self.bio.as_raw()) }
@@ -122,6 +127,7 @@ impl MapBio {
 }
 
 impl From<MapBio> for OwnedBio {
+    #[inline]
     fn from(bio: MapBio) -> OwnedBio {
         bio.bio
     }
@@ -130,12 +136,14 @@ impl From<MapBio> for OwnedBio {
 impl Deref for MapBio {
     type Target = Bio;
 
+    #[inline]
     fn deref(&self) -> &Bio {
         &self.bio
     }
 }
 
 impl DerefMut for MapBio {
+    #[inline]
     fn deref_mut(&mut self) -> &mut Bio {
         &mut self.bio
     }
@@ -182,6 +190,7 @@ pub enum EndIoResult {
 
 impl EndIoResult {
     /// The `DM_ENDIO_*` code; the bio goes back to device-mapper.
+    #[inline]
     pub(super) fn into_raw(self) -> u32 {
         match self {
             EndIoResult::Done(b) => {
@@ -216,16 +225,19 @@ pub struct EndIoBio {
 impl EndIoBio {
     /// Wraps a completed bio handed to `end_io`; `error` tells whether it
     /// failed.
+    #[inline]
     pub(super) fn new(bio: OwnedBio, error: bool) -> Self {
         Self { bio, error }
     }
 
     /// Whether the bio failed.
+    #[inline]
     pub fn is_error(&self) -> bool {
         self.error
     }
 
     /// Takes the bio over; completing it later calls `end_io` again.
+    #[inline]
     pub fn take(self) -> (OwnedBio, Taken) {
         (self.bio, Taken(()))
     }
@@ -234,6 +246,7 @@ impl EndIoBio {
 impl Deref for EndIoBio {
     type Target = Bio;
 
+    #[inline]
     fn deref(&self) -> &Bio {
         &self.bio
     }

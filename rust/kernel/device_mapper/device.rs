@@ -23,6 +23,7 @@ const BLK_OPEN_READ: bindings::blk_mode_t = 1 << 0;
 impl Target {
     /// Opens the device at `path` (a path or `major:minor`) with the table's
     /// mode, for the life of this target (`dm_get_device()`).
+    #[inline]
     pub fn get_device(&self, path: &CStr) -> Result<Device> {
         // SAFETY: `ti` is valid by the type invariant and its table is set
         // before any constructor runs.
@@ -43,6 +44,7 @@ impl Target {
     /// device refuses the opens that would. (A C target in the same table
     /// that asks for a wider mode than the table's is not covered; none in
     /// the tree does.)
+    #[inline]
     pub fn get_device_read_only(&self, path: &CStr) -> Result<Device> {
         match self.get_device(path) {
             Err(e) if e == EACCES || e == EROFS || e == EPERM || e == EBUSY => {
@@ -141,12 +143,14 @@ unsafe impl Sync for Device {}
 
 impl Device {
     /// The open device; its fields do not change until it is released.
+    #[inline]
     pub(super) fn raw(&self) -> &bindings::dm_dev {
         // SAFETY: By the type invariant `dev` is valid until `drop`.
         unsafe { self.dev.as_ref() }
     }
 
     /// The device's name as device-mapper prints it in tables (`major:minor`).
+    #[inline]
     pub fn name(&self) -> &CStr {
         // SAFETY: `name` is a NUL-terminated array filled by `dm_get_device()`
         // and not changed while the device is open.
@@ -154,18 +158,21 @@ impl Device {
     }
 
     /// The size of the device in sectors.
+    #[inline]
     pub fn sectors(&self) -> u64 {
         // SAFETY: `bdev` is valid while the device is open.
         unsafe { bindings::bdev_nr_sectors(self.raw().bdev) }
     }
 
     /// The logical block size of the device in bytes.
+    #[inline]
     pub fn logical_block_size(&self) -> u32 {
         // SAFETY: `bdev` is valid while the device is open.
         unsafe { bindings::bdev_logical_block_size(self.raw().bdev) }
     }
 
     /// The device number (`dev_t`) of the block device.
+    #[inline]
     pub fn dev_t(&self) -> u32 {
         // SAFETY: `bdev` is valid while the device is open.
         unsafe { (*self.raw().bdev).bd_dev }
@@ -174,16 +181,19 @@ impl Device {
     /// A range of `count` sectors from `sector` on this device, for dm-io
     /// and kcopyd. It keeps the device's open file, so it may outlive this
     /// `Device`.
+    #[inline]
     pub fn region(&self, sector: u64, count: u64) -> Region {
         Region::of(self, sector, count)
     }
 
     /// Whether both refer to the same block device.
+    #[inline]
     pub fn same_bdev(&self, other: &Device) -> bool {
         core::ptr::eq(self.raw().bdev, other.raw().bdev)
     }
 
     /// Sends `bio` to this device (`bio_set_dev()`), keeping its sector.
+    #[inline]
     pub fn remap(&self, bio: &mut Bio) {
         // SAFETY: `bdev` is open until this device is released, which happens
         // in the target's `dtr`, after device-mapper has drained its bios.
@@ -192,6 +202,7 @@ impl Device {
 }
 
 impl Drop for Device {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant `dev` was opened for `ti` and is
         // released exactly once, here.
@@ -230,6 +241,7 @@ impl IterateDevices {
     ///
     /// The arguments must be those device-mapper passed to the
     /// `iterate_devices` callback, and the value must not outlive it.
+    #[inline]
     pub(super) unsafe fn new(
         ti: *mut bindings::dm_target,
         callout: bindings::iterate_devices_callout_fn,
@@ -241,6 +253,7 @@ impl IterateDevices {
 
     /// Reports `sectors` sectors of `dev` from `start` as used by the target;
     /// a non-zero result stops the iteration and must be returned.
+    #[inline]
     pub fn call(&mut self, dev: &Device, start: u64, sectors: u64) -> c_int {
         match self.callout {
             // SAFETY: By the type invariant the callout, `ti` and `data` are

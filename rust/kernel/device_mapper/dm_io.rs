@@ -82,6 +82,7 @@ impl Region {
     }
 
     /// The range of `count` sectors from `sector` on the same device.
+    #[inline]
     pub fn at(&self, sector: u64, count: u64) -> Self {
         // SAFETY: By the type invariant `file` is open, as our reference
         // keeps it; the reference taken here is put by `drop`.
@@ -99,6 +100,7 @@ impl Region {
     }
 
     /// The number of sectors.
+    #[inline]
     pub fn count(&self) -> u64 {
         self.raw.count
     }
@@ -106,18 +108,21 @@ impl Region {
     /// The region as dm-io and kcopyd take it. The block device it names
     /// stays open only while this region, or another reference to its
     /// file, is kept.
+    #[inline]
     pub(super) fn raw(&self) -> bindings::dm_io_region {
         self.raw
     }
 }
 
 impl Clone for Region {
+    #[inline]
     fn clone(&self) -> Self {
         self.at(self.raw.sector, self.raw.count)
     }
 }
 
 impl Drop for Region {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant we hold a reference to `file`, put
         // once, here. `fput()` may be called from any context.
@@ -179,6 +184,7 @@ unsafe impl Sync for Client {}
 
 impl Client {
     /// Creates a client.
+    #[inline]
     pub fn new() -> Result<Self> {
         // SAFETY: No preconditions.
         let client = crate::error::from_err_ptr(unsafe { bindings::dm_io_client_create() })?;
@@ -214,12 +220,14 @@ impl Client {
     }
 
     /// Reads `region` into the start of `buf`, waiting for the result.
+    #[inline]
     pub fn read(&self, region: &Region, buf: &mut VVec<u8>) -> Result {
         let len = buf.len();
         self.io(bindings::req_op_REQ_OP_READ, region, buf.as_mut_ptr(), len)
     }
 
     /// Writes the start of `buf` to `region`, waiting for the result.
+    #[inline]
     pub fn write(&self, region: &Region, buf: &VVec<u8>, mode: WriteMode) -> Result {
         let mut opf = bindings::req_op_REQ_OP_WRITE | (1 << bindings::req_flag_bits___REQ_SYNC);
         if mode == WriteMode::FlushFua {
@@ -272,6 +280,7 @@ impl Client {
 }
 
 impl Drop for Client {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant the client is live; synchronous I/O
         // leaves nothing in flight.

@@ -140,6 +140,7 @@ unsafe impl Sync for Client {}
 
 impl Client {
     /// Creates a client whose copies are throttled by `throttle`.
+    #[inline]
     pub fn new(throttle: &'static KcopydThrottle) -> Result<Self> {
         // SAFETY: `throttle` has the layout of `struct dm_kcopyd_throttle`
         // and lives forever.
@@ -232,6 +233,7 @@ impl Client {
 }
 
 impl Drop for Client {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant `kc` is live; this waits for its jobs.
         unsafe { bindings::dm_kcopyd_client_destroy(self.kc.as_ptr()) };
@@ -276,6 +278,7 @@ unsafe impl<C: Completion> Send for PreparedCallback<C> {}
 
 impl<C: Completion> PreparedCallback<C> {
     /// The context the completion will get.
+    #[inline]
     pub fn context(&self) -> <C::Ptr as ForeignOwnable>::Borrowed<'_> {
         // SAFETY: By the type invariant the context is owned by the job,
         // which has not run, so it is alive until `self` is consumed.
@@ -284,6 +287,7 @@ impl<C: Completion> PreparedCallback<C> {
 
     /// Runs the completion in the kcopyd thread with these errors
     /// (`dm_kcopyd_do_callback()`). Safe in interrupt context.
+    #[inline]
     pub fn run(self, read_err: bool, write_err: u64) {
         let this = ManuallyDrop::new(self);
         // SAFETY: By the type invariant the job was prepared and not run; it
@@ -295,6 +299,7 @@ impl<C: Completion> PreparedCallback<C> {
 }
 
 impl<C: Completion> Drop for PreparedCallback<C> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: As for `run`: the job has not run and `self` goes away.
         unsafe { bindings::dm_kcopyd_do_callback(self.job, 0, 1) };
@@ -341,6 +346,7 @@ const _: () = assert!(
 
 impl KcopydThrottle {
     /// No throttling: 100 percent, as C's default.
+    #[inline]
     pub const fn new() -> Self {
         Self {
             throttle: UintParam::new(100),
@@ -349,17 +355,20 @@ impl KcopydThrottle {
     }
 
     /// The percentage, as a module parameter's storage.
+    #[inline]
     pub const fn percentage(&self) -> &UintParam {
         &self.throttle
     }
 
     /// The raw pointer kcopyd clients are created with.
+    #[inline]
     fn as_raw(&self) -> *mut bindings::dm_kcopyd_throttle {
         (self as *const Self).cast_mut().cast()
     }
 }
 
 impl Default for KcopydThrottle {
+    #[inline]
     fn default() -> Self {
         Self::new()
     }

@@ -43,11 +43,13 @@ pub struct CtrError {
 
 impl CtrError {
     /// Creates a constructor error.
+    #[inline]
     pub const fn new(err: Error, msg: &'static CStr) -> Self {
         Self { err, msg }
     }
 
     /// `EINVAL` with a reason: a malformed table.
+    #[inline]
     pub const fn inval(msg: &'static CStr) -> Self {
         Self::new(EINVAL, msg)
     }
@@ -82,6 +84,7 @@ impl<'a> Args<'a> {
     ///
     /// Unless `argc` is 0 or `argv` null, `argv` must point to `argc`
     /// pointers to NUL-terminated strings, all valid for `'a`.
+    #[inline]
     pub(super) unsafe fn from_raw(argc: c_uint, argv: *mut *mut c_char) -> Self {
         let args: &[*mut c_char] = if argc == 0 || argv.is_null() {
             &[]
@@ -94,16 +97,19 @@ impl<'a> Args<'a> {
     }
 
     /// The number of arguments.
+    #[inline]
     pub fn len(&self) -> usize {
         self.args.len()
     }
 
     /// Whether there are no arguments.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.args.is_empty()
     }
 
     /// The argument at `index`, if there is one.
+    #[inline]
     pub fn get(&self, index: usize) -> Option<&'a CStr> {
         let ptr = *self.args.get(index)?;
         // SAFETY: By the type invariant `ptr` is a NUL-terminated string
@@ -144,6 +150,7 @@ impl Target {
     /// # Safety
     ///
     /// `ptr` must be a valid `struct dm_target` for `'a`.
+    #[inline]
     pub(super) unsafe fn from_raw<'a>(ptr: *mut bindings::dm_target) -> &'a Self {
         // SAFETY: `Target` is a transparent wrapper; the caller guarantees
         // validity for `'a`.
@@ -154,16 +161,19 @@ impl Target {
     ///
     /// `ptr` must be a valid `struct dm_target` for `'a` that device-mapper
     /// does not use concurrently (it is being constructed).
+    #[inline]
     pub(super) unsafe fn from_raw_mut<'a>(ptr: *mut bindings::dm_target) -> &'a mut Self {
         // SAFETY: As above, and the caller guarantees exclusive access.
         unsafe { &mut *ptr.cast::<Self>() }
     }
 
+    #[inline]
     pub(super) fn raw(&self) -> *mut bindings::dm_target {
         self.0.get()
     }
 
     /// The first sector of the target in its device.
+    #[inline]
     pub fn begin(&self) -> u64 {
         // SAFETY: By the type invariant `ti` is valid; `begin` is set before
         // the constructor runs and never changes.
@@ -171,17 +181,20 @@ impl Target {
     }
 
     /// The length of the target in sectors.
+    #[inline]
     pub fn len(&self) -> u64 {
         // SAFETY: As for `begin`.
         unsafe { (*self.raw()).len }
     }
 
     /// Whether the target has zero length.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Sets how many copies of an empty flush bio the target receives.
+    #[inline]
     pub fn set_num_flush_bios(&mut self, n: u32) {
         // SAFETY: `&mut self` means the target is being constructed and
         // device-mapper does not read it concurrently.
@@ -189,6 +202,7 @@ impl Target {
     }
 
     /// Sets how many copies of a discard bio the target receives (0: none).
+    #[inline]
     pub fn set_num_discard_bios(&mut self, n: u32) {
         // SAFETY: As for `set_num_flush_bios`.
         unsafe { (*self.raw()).num_discard_bios = n };
@@ -196,6 +210,7 @@ impl Target {
 
     /// Splits bios so that none crosses a multiple of `sectors`
     /// (`dm_set_target_max_io_len()`).
+    #[inline]
     pub fn set_max_io_len(&mut self, sectors: u32) -> Result {
         // SAFETY: `&mut self` means the target is being constructed.
         to_result(unsafe { bindings::dm_set_target_max_io_len(self.raw(), sectors.into()) })
@@ -239,6 +254,7 @@ impl Target {
     /// # Safety
     ///
     /// `ti` must be a valid target whose constructor has just returned.
+    #[inline]
     pub(super) unsafe fn take_stashed_event(
         ti: *mut bindings::dm_target,
     ) -> Option<Arc<TableEvent>> {
@@ -285,6 +301,7 @@ unsafe impl Sync for TableEvent {}
 
 impl TableEvent {
     /// Raises the table event, unless the target is gone. May sleep.
+    #[inline]
     pub fn raise(&self) {
         let table = self.table.lock();
         if let Some(t) = *table {
@@ -296,6 +313,7 @@ impl TableEvent {
 
     /// Turns the handle off: the target is being destroyed, or was never
     /// built.
+    #[inline]
     pub(super) fn disarm(&self) {
         *self.table.lock() = None;
     }
@@ -324,6 +342,7 @@ impl TableEvent {
 pub struct QueueLimits(Opaque<bindings::queue_limits>);
 
 impl QueueLimits {
+    #[inline]
     fn raw(&mut self) -> &mut bindings::queue_limits {
         // SAFETY: By the type invariant the limits are valid and ours to
         // change while we hold `&mut self`.
@@ -331,11 +350,13 @@ impl QueueLimits {
     }
 
     /// Sets the discard granularity.
+    #[inline]
     pub fn set_discard_granularity(&mut self, n: u32) {
         self.raw().discard_granularity = n;
     }
 
     /// Sets the largest discard the hardware side accepts, in sectors.
+    #[inline]
     pub fn set_max_hw_discard_sectors(&mut self, n: u32) {
         self.raw().max_hw_discard_sectors = n;
     }

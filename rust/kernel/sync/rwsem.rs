@@ -70,6 +70,7 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for RwSemaphore<T> {}
 
 impl<T> RwSemaphore<T> {
     /// Creates a new semaphore initialiser.
+    #[inline]
     pub fn new(t: T, name: &'static CStr, key: &'static LockClassKey) -> impl PinInit<Self> {
         pin_init!(Self {
             data: UnsafeCell::new(t),
@@ -86,6 +87,7 @@ impl<T> RwSemaphore<T> {
 impl<T: ?Sized> RwSemaphore<T> {
     /// Takes the semaphore for reading, sleeping until no writer holds it
     /// (`down_read()`).
+    #[inline]
     pub fn read(&self) -> ReadGuard<'_, T> {
         // SAFETY: By the type invariant the semaphore was initialised.
         unsafe { bindings::down_read(self.sem.get()) };
@@ -98,6 +100,7 @@ impl<T: ?Sized> RwSemaphore<T> {
 
     /// Takes the semaphore for writing, sleeping until nobody else holds it
     /// (`down_write()`).
+    #[inline]
     pub fn write(&self) -> WriteGuard<'_, T> {
         // SAFETY: By the type invariant the semaphore was initialised.
         unsafe { bindings::down_write(self.sem.get()) };
@@ -127,6 +130,7 @@ unsafe impl<T: ?Sized + Sync> Sync for ReadGuard<'_, T> {}
 impl<T: ?Sized> Deref for ReadGuard<'_, T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: By the type invariant the semaphore is held for reading, so
         // no writer changes the data.
@@ -135,6 +139,7 @@ impl<T: ?Sized> Deref for ReadGuard<'_, T> {
 }
 
 impl<T: ?Sized> Drop for ReadGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant this guard holds the semaphore for
         // reading.
@@ -159,6 +164,7 @@ unsafe impl<T: ?Sized + Sync> Sync for WriteGuard<'_, T> {}
 impl<T: ?Sized> Deref for WriteGuard<'_, T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: By the type invariant the semaphore is held for writing.
         unsafe { &*self.sem.data.get() }
@@ -166,6 +172,7 @@ impl<T: ?Sized> Deref for WriteGuard<'_, T> {
 }
 
 impl<T: ?Sized> DerefMut for WriteGuard<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: By the type invariant the semaphore is held for writing, so
         // this guard's access is exclusive.
@@ -174,6 +181,7 @@ impl<T: ?Sized> DerefMut for WriteGuard<'_, T> {
 }
 
 impl<T: ?Sized> Drop for WriteGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: By the type invariant this guard holds the semaphore for
         // writing.

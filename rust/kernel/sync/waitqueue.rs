@@ -70,6 +70,7 @@ unsafe impl Sync for WaitQueue {}
 
 impl WaitQueue {
     /// Creates a new wait queue initialiser.
+    #[inline]
     pub fn new(name: &'static CStr, key: &'static LockClassKey) -> impl PinInit<Self> {
         pin_init!(Self {
             _pin: PhantomPinned,
@@ -85,6 +86,7 @@ impl WaitQueue {
     ///
     /// `cond` is checked after the task is queued, so a wake-up that follows
     /// a change of what `cond` reads is never lost.
+    #[inline]
     pub fn wait_io(&self, cond: impl FnMut() -> bool) {
         self.wait(false, cond, || ());
     }
@@ -99,6 +101,7 @@ impl WaitQueue {
     /// makes `cond` true may need. If `cond` holds at once, `release` runs
     /// before this returns. Either way it runs exactly once. Returns
     /// whether the task slept.
+    #[inline]
     pub fn wait_io_exclusive_then(
         &self,
         cond: impl FnMut() -> bool,
@@ -159,12 +162,14 @@ impl WaitQueue {
 
     /// Wakes one exclusive waiter and every other waiter (`wake_up()`).
     /// Safe in interrupt context.
+    #[inline]
     pub fn wake_up(&self) {
         // SAFETY: By the type invariant `head` is initialised.
         unsafe { bindings::__wake_up(self.head.get(), TASK_NORMAL, 1, ptr::null_mut()) };
     }
 
     /// Wakes every waiter (`wake_up_all()`). Safe in interrupt context.
+    #[inline]
     pub fn wake_up_all(&self) {
         // SAFETY: By the type invariant `head` is initialised.
         unsafe { bindings::__wake_up(self.head.get(), TASK_NORMAL, 0, ptr::null_mut()) };
