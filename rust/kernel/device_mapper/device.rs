@@ -6,7 +6,10 @@
 //! (`struct dm_dev`, `dm_get_device()`, `dm_put_device()`,
 //! `iterate_devices_callout_fn`)
 
-use super::{dm_io::Region, Target};
+use super::{
+    dm_io::{Region, Span},
+    Target,
+};
 use crate::{
     bindings,
     bio::Bio,
@@ -184,6 +187,14 @@ impl Device {
     #[inline]
     pub fn region(&self, sector: u64, count: u64) -> Region {
         Region::of(self, sector, count)
+    }
+
+    /// A range of `count` sectors from `sector` on this device, for a
+    /// kcopyd job started now: unlike [`Device::region`], it takes no
+    /// reference on the device's file, and cannot outlive this `Device`.
+    #[inline]
+    pub fn span(&self, sector: u64, count: u64) -> Span<'_> {
+        Span::of(self, sector, count)
     }
 
     /// Whether both refer to the same block device.

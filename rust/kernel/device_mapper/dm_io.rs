@@ -11,7 +11,7 @@ use crate::{
     bindings,
     error::{code::*, to_result, Result},
 };
-use core::ptr::NonNull;
+use core::{marker::PhantomData, ptr::NonNull};
 
 /// A range of sectors on a block device (`struct dm_io_region`), made by
 /// [`Device::region`], for dm-io and kcopyd.
@@ -111,6 +111,76 @@ impl Region {
     #[inline]
     pub(super) fn raw(&self) -> bindings::dm_io_region {
         self.raw
+    }
+}
+
+/// A range of sectors on a device for one I/O or copy (`struct
+/// dm_io_region`), made by [`Device::span`]: borrowed from the [`Device`],
+/// so it cannot outlive it, and free to make, as it holds no reference on
+/// the device's file. kcopyd copies the regions it is given when a job
+/// starts, as a [`Region`]'s; what keeps the device open while the job
+/// runs is the rule of [`kcopyd::Client`](super::kcopyd::Client).
+///
+/// # Examples
+///
+/// ```ignore
+/// // One chunk copied: no region is kept.
+/// kc.copy::<CopyJob>(origin.span(src, 8), [cow.span(dst, 8)], job)?;
+/// ```
+#[derive(Clone, Copy)]
+pub struct Span<'a> {
+    raw: bindings::dm_io_region,
+    _dev: PhantomData<&'a Device>,
+}
+
+impl<'a> Span<'a> {
+    /// The range of `count` sectors from `sector` on `dev`.
+    #[inline]
+    pub(super) fn of(dev: &'a Device, sector: u64, count: u64) -> Self {
+        Self {
+            raw: bindings::dm_io_region {
+                bdev: dev.raw().bdev,
+                sector,
+                count,
+            },
+            _dev: PhantomData,
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What dm-io and kcopyd take as a range of sectors: a [`Region`], a
+/// [`Span`], or a reference to either.
+pub trait IoRegion: sealed::Sealed {
+    /// The region as dm-io and kcopyd take it. Its block device is open
+    /// for as long as the value it came from is kept.
+    fn io_region(&self) -> bindings::dm_io_region;
+}
+
+impl sealed::Sealed for Region {}
+impl IoRegion for Region {
+    #[inline]
+    fn io_region(&self) -> bindings::dm_io_region {
+        self.raw
+    }
+}
+
+impl sealed::Sealed for Span<'_> {}
+impl IoRegion for Span<'_> {
+    #[inline]
+    fn io_region(&self) -> bindings::dm_io_region {
+        self.raw
+    }
+}
+
+impl<R: IoRegion> sealed::Sealed for &R {}
+impl<R: IoRegion> IoRegion for &R {
+    #[inline]
+    fn io_region(&self) -> bindings::dm_io_region {
+        (**self).io_region()
     }
 }
 

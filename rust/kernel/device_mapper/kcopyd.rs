@@ -15,10 +15,14 @@ use crate::{
     module_param::UintParam,
     types::{ForeignOwnable, Opaque},
 };
-use core::{marker::PhantomData, mem::ManuallyDrop, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    mem::{ManuallyDrop, MaybeUninit},
+    ptr::NonNull,
+};
 
 /// The regions kcopyd copies from and to are dm-io's.
-pub use super::dm_io::Region;
+pub use super::dm_io::{IoRegion, Region, Span};
 
 /// The most destinations one copy may have (`DM_KCOPYD_MAX_REGIONS`).
 pub const MAX_REGIONS: usize = bindings::DM_KCOPYD_MAX_REGIONS as usize;
@@ -69,22 +73,33 @@ unsafe extern "C" fn notify<C: Completion>(read_err: c_int, write_err: c_ulong, 
     C::complete(ctx, read_err != 0, write_err as u64);
 }
 
-/// The destinations of a job as kcopyd takes them, and how many: 1 to
-/// [`MAX_REGIONS`].
-fn destinations<'a>(
-    to: impl IntoIterator<Item = &'a Region>,
-) -> Option<([bindings::dm_io_region; MAX_REGIONS], u32)> {
-    let mut dests = [bindings::dm_io_region {
-        bdev: core::ptr::null_mut(),
-        sector: 0,
-        count: 0,
-    }; MAX_REGIONS];
+/// The destinations of a job as kcopyd takes them: room for
+/// [`MAX_REGIONS`], of which kcopyd reads as many as it is told.
+type Destinations = [MaybeUninit<bindings::dm_io_region>; MAX_REGIONS];
+
+/// Room for the destinations of a job, none written yet.
+#[inline]
+fn no_destinations() -> Destinations {
+    // SAFETY: An array of `MaybeUninit` needs no initialisation.
+    unsafe { MaybeUninit::uninit().assume_init() }
+}
+
+/// Writes the destinations `to` at the start of `dests`; returns how many,
+/// 1 to [`MAX_REGIONS`], or `None` for none or too many.
+///
+/// In place, and only those given: a copy runs per chunk, and a zeroed
+/// array returned by value cost a `memset()` and a `memcpy()` each time.
+#[inline]
+fn destinations(
+    to: impl IntoIterator<Item = impl IoRegion>,
+    dests: &mut Destinations,
+) -> Option<u32> {
     let mut n = 0;
     for s in to {
-        *dests.get_mut(n)? = s.raw();
+        dests.get_mut(n)?.write(s.io_region());
         n += 1;
     }
-    (n > 0).then_some((dests, n as u32))
+    (n > 0).then_some(n as u32)
 }
 
 /// A kcopyd client (`struct dm_kcopyd_client`): its own thread pool, page
@@ -158,16 +173,18 @@ impl Client {
     ///
     /// May sleep for memory (`GFP_NOIO`), never fails for want of it. Gives
     /// `ctx` back for no or too many destinations.
-    pub fn copy<'a, C: Completion>(
+    pub fn copy<C: Completion>(
         &self,
-        from: &Region,
-        to: impl IntoIterator<Item = &'a Region>,
+        from: impl IoRegion,
+        to: impl IntoIterator<Item = impl IoRegion>,
         ctx: C::Ptr,
     ) -> core::result::Result<(), C::Ptr> {
-        let Some((mut dests, n)) = destinations(to) else {
+        let mut dests = no_destinations();
+        let Some(n) = destinations(to, &mut dests) else {
             return Err(ctx);
         };
-        let mut src = from.raw();
+        let mut src = from.io_region();
+        // The first `n` of `dests` are written; kcopyd reads no more.
         // SAFETY: By the type invariant `kc` is live; the regions are valid
         // (kcopyd copies them before returning); the context is given to
         // kcopyd, which passes it to `notify::<C>` once.
@@ -187,12 +204,13 @@ impl Client {
 
     /// Writes zeroes to every region of `to` (at most [`MAX_REGIONS`]);
     /// `C::complete` gets `ctx` back when done.
-    pub fn zero<'a, C: Completion>(
+    pub fn zero<C: Completion>(
         &self,
-        to: impl IntoIterator<Item = &'a Region>,
+        to: impl IntoIterator<Item = impl IoRegion>,
         ctx: C::Ptr,
     ) -> core::result::Result<(), C::Ptr> {
-        let Some((mut dests, n)) = destinations(to) else {
+        let mut dests = no_destinations();
+        let Some(n) = destinations(to, &mut dests) else {
             return Err(ctx);
         };
         // SAFETY: As for `copy`.
@@ -223,6 +241,9 @@ impl Client {
                 ctx.cast_mut(),
             )
         };
+        // SAFETY: kcopyd takes the job from its mempool with `GFP_NOIO`,
+        // which sleeps rather than fail, so `job` is never null.
+        let job = unsafe { NonNull::new_unchecked(job) };
         // INVARIANT: `job` owns `ctx` until it is run.
         PreparedCallback {
             job,
@@ -267,7 +288,8 @@ impl Drop for Client {
 /// `job` is a prepared kcopyd callback that owns the context `ctx` and has
 /// not been run.
 pub struct PreparedCallback<C: Completion> {
-    job: *mut c_void,
+    /// Never null, so that an `Option` of it takes no more room.
+    job: NonNull<c_void>,
     ctx: *const c_void,
     _c: PhantomData<C::Ptr>,
 }
@@ -293,7 +315,11 @@ impl<C: Completion> PreparedCallback<C> {
         // SAFETY: By the type invariant the job was prepared and not run; it
         // is run once, here, as `self` is consumed.
         unsafe {
-            bindings::dm_kcopyd_do_callback(this.job, c_int::from(read_err), write_err as c_ulong)
+            bindings::dm_kcopyd_do_callback(
+                this.job.as_ptr(),
+                c_int::from(read_err),
+                write_err as c_ulong,
+            )
         };
     }
 }
@@ -302,7 +328,7 @@ impl<C: Completion> Drop for PreparedCallback<C> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: As for `run`: the job has not run and `self` goes away.
-        unsafe { bindings::dm_kcopyd_do_callback(self.job, 0, 1) };
+        unsafe { bindings::dm_kcopyd_do_callback(self.job.as_ptr(), 0, 1) };
     }
 }
 
