@@ -15,7 +15,7 @@ use super::{
 };
 use kernel::{
     bio::{BioSlot, OwnedBio},
-    device_mapper::kcopyd::{self, PreparedCallback, Region},
+    device_mapper::kcopyd::{self, PreparedCallback},
     mempool::{Mempool, PoolBox},
     prelude::*,
     sync::Arc,
@@ -149,16 +149,19 @@ impl<'a> Copies<'a> {
             return;
         };
         let (src, count) = self.from;
-        let from = lead.origin.region(src, count);
-        let mut to: [Option<Region>; kcopyd::MAX_REGIONS] = Default::default();
-        for (slot, dest) in to.iter_mut().zip(self.to.iter_mut()) {
-            if let Some((snap, new_chunk)) = dest.take() {
+        let to = self
+            .to
+            .iter_mut()
+            .filter_map(Option::take)
+            .map(|(snap, new_chunk)| {
                 let first = snap.state.cfg.chunk.first_sector(new_chunk);
-                *slot = Some(snap.cow.region(first, count));
-            }
-        }
+                snap.cow.span(first, count)
+            });
         self.n = 0;
-        if let Err(job) = lead.kc.copy::<CopyJob>(&from, to.iter().flatten(), job) {
+        if let Err(job) = lead
+            .kc
+            .copy::<CopyJob>(lead.origin.span(src, count), to, job)
+        {
             // At least one destination and at most the most kcopyd takes.
             lead.kc.prepare_callback::<CopyJob>(job).run(true, 0);
         }
@@ -197,7 +200,7 @@ impl Snap {
         let slot = st.throttle.wait_for_slot(|| ());
         let to = self
             .cow
-            .region(bio.sector(), u64::from(st.cfg.chunk.sectors()));
+            .span(bio.sector(), u64::from(st.cfg.chunk.sectors()));
         let Ok(mut job) = CopyJob::alloc(st, 0, true) else {
             return bio.io_error();
         };
@@ -205,7 +208,7 @@ impl Snap {
         if let Err(b) = job.bio.put(bio) {
             return b.io_error();
         }
-        if let Err(job) = self.kc.zero::<CopyJob>([&to], job) {
+        if let Err(job) = self.kc.zero::<CopyJob>([to], job) {
             self.kc.prepare_callback::<CopyJob>(job).run(true, 0);
         }
     }
