@@ -279,11 +279,12 @@ impl SnapState {
                 }
             }
         }
-        if ok {
+        if ok && self.reads.busy(chunk) {
             // Snapshot reads of the chunk go to the COW device from now
             // on. Those that went to the origin before must finish before
             // the origin may be overwritten: until they have, the pending
-            // exception stays, and new origin writes queue on it.
+            // exception stays, and new origin writes queue on it. With
+            // none in flight, as is usual, the lock is kept.
             drop(inner);
             self.reads.drain(chunk);
             inner = self.inner.lock();

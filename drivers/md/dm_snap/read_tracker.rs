@@ -72,6 +72,16 @@ impl ReadTracker {
         }
     }
 
+    /// Whether [`ReadTracker::drain`] of `chunk` could wait: a read of it,
+    /// or of a chunk counted in the overflow word, is in flight. Asked once
+    /// the chunk's exception is complete (made so with the table held
+    /// exclusively, while reads are tracked with it shared), no read of
+    /// the chunk can be tracked any more: a `false` stays so, and the
+    /// caller may skip the drain without dropping its locks.
+    pub(crate) fn busy(&self, chunk: u64) -> bool {
+        self.table.overflow_busy() || self.table.chunk_busy(chunk)
+    }
+
     /// Waits until the reads that went to the origin for `chunk` before
     /// now have completed (C: `__check_for_conflicting_io()`). The caller
     /// has made the chunk's exception complete, so no new read of the
