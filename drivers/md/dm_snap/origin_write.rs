@@ -40,6 +40,8 @@ pub(crate) enum Limit {
 enum Pass<'a> {
     /// Every snapshot has the chunk: the write may go to the origin.
     Done,
+    /// The write waits for a copy of the chunk, queued on it by the pass.
+    Queued,
     /// This snapshot is copying the chunk: the write waits for that copy.
     Wait(&'a Snap),
     /// This snapshot needs a copy but has no room to start one.
@@ -52,19 +54,31 @@ enum Pass<'a> {
 /// One pass over the active snapshots of origin `dev`, starting a copy of
 /// the chunk at `sector` in each that lacks it (C: `__origin_write()`).
 /// A slot taken for a snapshot while waiting is in `held`.
-fn origin_pass<'a>(
+///
+/// If the last snapshot is copying the chunk, or starts to, the write in
+/// `bio` waits for that copy, queued on it under the lock the pass holds
+/// already (as C's `__origin_write()` queues it on the last copy it
+/// starts), rather than under the lock taken again for [`Pass::Wait`]. No
+/// snapshot is left then to make the write wait for the throttle or a
+/// handover; the copy's completion retries the write, which waits for
+/// the copies still running in other snapshots.
+fn origin_pass<'a, B: Into<OwnedBio>>(
     origins: &'a Origins,
     dev: u32,
     sector: u64,
     limit: Limit,
     held: &mut Option<Slot>,
+    bio: &mut Option<B>,
 ) -> Pass<'a> {
     let mut wait_on = None;
+    let mut queued = false;
     // The copies started, one read of the origin for those of the same
     // range; any not yet started when the pass returns start as it
     // returns, after the snapshot lock is dropped.
     let mut copies = Copies::new();
-    for snap in snaps_of(origins, dev) {
+    let mut snaps = snaps_of(origins, dev).peekable();
+    while let Some(snap) = snaps.next() {
+        let last = snaps.peek().is_none();
         let st = &snap.state;
         // A merging snapshot gets no new exceptions: it is as good as
         // deleted (C: `dm_target_is_snapshot_merge()`).
@@ -78,8 +92,14 @@ fn origin_pass<'a>(
             if !st.valid() {
                 break None;
             }
-            if inner.pending.get_mut(chunk).is_some() {
+            if let Some(pe) = inner.pending.get_mut(chunk) {
                 // Another write started this copy: no new one, no slot.
+                if last {
+                    if let Some(b) = bio.take() {
+                        pe.origin_bios.push(b.into());
+                        queued = true;
+                    }
+                }
                 wait_on = Some(snap);
                 break None;
             }
@@ -123,6 +143,12 @@ fn origin_pass<'a>(
                 break None;
             }
             let new_chunk = pe.new_chunk;
+            if last {
+                if let Some(b) = bio.take() {
+                    pe.origin_bios.push(b.into());
+                    queued = true;
+                }
+            }
             st.insert_pending(&mut inner, pe);
             wait_on = Some(snap);
             break Some((job, slot, new_chunk));
@@ -134,6 +160,7 @@ fn origin_pass<'a>(
     }
     copies.start();
     match wait_on {
+        _ if queued => Pass::Queued,
         Some(snap) => Pass::Wait(snap),
         None => Pass::Done,
     }
@@ -154,19 +181,23 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
     limit: Limit,
 ) -> Option<B> {
     let sector = bio.sector();
+    let mut bio = Some(bio);
     // A slot taken while waiting, for the snapshot that had no room; if
     // no copy needs it after all, it goes back when dropped.
     let mut held: Option<Slot> = None;
     loop {
         let origins = registry.read();
-        match origin_pass(&origins, dev, sector, limit, &mut held) {
-            Pass::Done => return Some(bio),
+        match origin_pass(&origins, dev, sector, limit, &mut held, &mut bio) {
+            Pass::Done => return bio,
+            Pass::Queued => return None,
             Pass::Wait(snap) => {
                 let st = &snap.state;
                 let chunk = st.cfg.chunk.sector_to_chunk(sector);
                 let mut inner = st.inner.lock();
                 if let Some(pe) = inner.pending.get_mut(chunk) {
-                    pe.origin_bios.push(bio.into());
+                    if let Some(b) = bio.take() {
+                        pe.origin_bios.push(b.into());
+                    }
                     return None;
                 }
                 // The copy completed meanwhile: look again.
@@ -211,7 +242,14 @@ pub(crate) fn origin_write_extent(
         };
         let mut held = None;
         if !matches!(
-            origin_pass(&origins, dev, at, Limit::Unthrottled, &mut held),
+            origin_pass(
+                &origins,
+                dev,
+                at,
+                Limit::Unthrottled,
+                &mut held,
+                &mut None::<OwnedBio>
+            ),
             Pass::Done
         ) {
             must_wait = true;
