@@ -15,6 +15,7 @@
 #   make bench            the benchmark of record: fio workloads and the COW
 #                         throttle, C against ours and the references
 #   make bench-scale      memory and activation time of 10 k to 1 M exceptions
+#   make bench-profile    a workload's instructions per function, C and ours
 #   make lvm2-check       LVM2's own snapshot test scripts, on C and on ours
 #   make series           the work as a patch series for a 6.12 tree
 
@@ -22,7 +23,8 @@ ifneq ($(KERNELRELEASE),)
 include $(src)/Kbuild
 else
 
-.PHONY: run check check-reference check-debug soak kernel module host-test bench bench-scale lvm2-check series clean
+.PHONY: run check check-reference check-debug soak kernel module host-test bench bench-scale \
+	bench-profile lvm2-check series clean
 
 run:
 	@scripts/run.sh
@@ -53,6 +55,9 @@ bench:
 
 bench-scale:
 	@scripts/bench-scale.sh
+
+bench-profile:
+	@scripts/bench-profile.sh
 
 lvm2-check:
 	@scripts/lvm2-tests.sh

@@ -18,7 +18,8 @@
 #
 # -i (benchmarks, under TCG): one vCPU and QEMU's -icount shift=3,sleep=off,
 # so that guest time counts instructions and a run repeats whatever else
-# the host does.
+# the host does. VM_QEMU_OPTS adds QEMU options to it (make bench-profile:
+# a TCG plugin).
 
 . "$(dirname "$0")/lib.sh"
 
@@ -51,7 +52,7 @@ if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then
 fi
 if [ -n "$icount" ] && [ ${#accel[@]} -gt 0 ]; then
 	cpus=1
-	accel+=(--qemu-opts "-icount shift=3,sleep=off")
+	accel+=(--qemu-opts "-icount shift=3,sleep=off${VM_QEMU_OPTS:+ $VM_QEMU_OPTS}")
 fi
 
 # setsid + kill of the whole group: vng forks QEMU, which must die with it.
