@@ -33,12 +33,17 @@ pub(crate) const NAME: &CStr = c_str!("snapshot-origin");
 /// Target version, as C's `origin_target`.
 pub(crate) const VERSION: [u32; 3] = [1, 9, 0];
 
+/// The most chunks, of the smallest chunk size among the origin's
+/// snapshots, that one origin write spans: 256 KiB of 4 KiB chunks.
+const MAX_STEPS: u64 = 64;
+
 /// One `snapshot-origin` table line.
 pub(crate) struct Origin {
     dev: Device,
     registry: Arc<Registry>,
-    /// Writes are split at multiples of this many sectors: the smallest
-    /// chunk size of the origin's snapshots when it was last resumed.
+    /// Writes are split at multiples of [`MAX_STEPS`] times this many
+    /// sectors: the smallest chunk size of the origin's snapshots when it
+    /// was last resumed.
     split_boundary: AtomicU32,
 }
 
@@ -79,10 +84,13 @@ impl TargetOperations for Origin {
         if bio.is_preflush() || !bio.is_write() {
             return MapResult::Remapped(bio);
         }
-        let split = self.split_boundary.load(Ordering::Relaxed).max(1);
-        let available = split - ((bio.sector() as u32) & (split - 1));
-        if bio.sectors() > available {
-            bio.accept_partial(available);
+        // One write spans at most `MAX_STEPS` chunks of the smallest size
+        // (C splits at every chunk): it waits for as many copies at most.
+        let span = u64::from(self.split_boundary.load(Ordering::Relaxed).max(1)) * MAX_STEPS;
+        let available = span - (bio.sector() & (span - 1));
+        if u64::from(bio.sectors()) > available {
+            // `available` < `bio.sectors()`, a `u32`.
+            bio.accept_partial(available as u32);
         }
         // Only writes concern the snapshots.
         match do_origin(&self.registry, self.dev.dev_t(), bio, Limit::Throttled) {

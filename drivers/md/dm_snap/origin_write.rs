@@ -6,8 +6,9 @@
 //!
 //! C counterpart: `__origin_write()` and `do_origin()` in
 //! `drivers/md/dm-snap.c`, with the throttle's `wait_for_in_progress()`.
-//! Unlike C, the copies one write starts share one read of the origin
-//! chunk ([`Copies`]).
+//! Unlike C, a write spanning several chunks is not split at each: it
+//! waits for all of their copies; and the copies one write starts share
+//! one read of the origin chunk ([`Copies`]).
 //!
 //! Locks: the registry for reading, then one snapshot's `inner` at a time
 //! (the lock order is written at the top of `state.rs`). A writer that
@@ -159,8 +160,10 @@ fn origin_pass<'a, B: Into<OwnedBio>>(
         }
     }
     copies.start();
+    if queued {
+        return Pass::Queued;
+    }
     match wait_on {
-        _ if queued => Pass::Queued,
         Some(snap) => Pass::Wait(snap),
         None => Pass::Done,
     }
@@ -169,11 +172,22 @@ fn origin_pass<'a, B: Into<OwnedBio>>(
 /// An origin write (C: `do_origin()`): `None` if the bio waits for copies,
 /// otherwise the bio, to be sent on to the origin.
 ///
+/// The write may span several chunks: each chunk it overwrites, of the
+/// smallest size among the origin's snapshots, gets its own pass, under
+/// one hold of the registry, and the write waits for the copies of all
+/// of them. C splits an origin write at the smallest chunk size when the
+/// origin is resumed and sends each piece through `do_origin()`: one
+/// write here instead of one per chunk, to the origin and through the
+/// block layer, and a snapshot added since the origin's resume cannot
+/// make a write miss its chunks.
+///
 /// A throttled write that finds no room for a copy in some snapshot waits
 /// for a slot with no lock held: it drops the origin lock before it sleeps
 /// (the deadlock of the 2019 dm-devel thread) and looks the origin up again
-/// after waking, the slot in hand. Writes whose chunk is copied already, or
-/// being copied, in every snapshot never wait.
+/// after waking, the slot in hand; the copies it started already are
+/// pending then, and their chunks are not copied again. Writes whose
+/// chunks are copied already, or being copied, in every snapshot never
+/// wait.
 pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
     registry: &Registry,
     dev: u32,
@@ -181,42 +195,66 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
     limit: Limit,
 ) -> Option<B> {
     let sector = bio.sector();
+    let end = sector.saturating_add(u64::from(bio.sectors()));
     let mut bio = Some(bio);
     // A slot taken while waiting, for the snapshot that had no room; if
     // no copy needs it after all, it goes back when dropped.
     let mut held: Option<Slot> = None;
-    loop {
+    'again: loop {
         let origins = registry.read();
-        match origin_pass(&origins, dev, sector, limit, &mut held, &mut bio) {
-            Pass::Done => return bio,
-            Pass::Queued => return None,
-            Pass::Wait(snap) => {
-                let st = &snap.state;
-                let chunk = st.cfg.chunk.sector_to_chunk(sector);
-                let mut inner = st.inner.lock();
-                if let Some(pe) = inner.pending.get_mut(chunk) {
-                    if let Some(b) = bio.take() {
-                        pe.origin_bios.push(b.into());
-                    }
-                    return None;
+        let Some(step) = snaps_of(&origins, dev).map(|s| s.chunk_sectors()).min() else {
+            return bio;
+        };
+        // Chunk sizes are powers of two: each step ends on a multiple.
+        let mask = u64::from(step.max(1)) - 1;
+        let mut wait_on = None;
+        let mut at = sector;
+        loop {
+            let next = (at | mask).saturating_add(1);
+            let last = next >= end;
+            // The write is queued by the pass of its last chunk only: no
+            // pass after it may make it wait for the throttle.
+            let mut none = None;
+            let offer = if last { &mut bio } else { &mut none };
+            match origin_pass(&origins, dev, at, limit, &mut held, offer) {
+                Pass::Done => {}
+                Pass::Queued => return None,
+                Pass::Wait(snap) => wait_on = Some((snap, at)),
+                Pass::Drain(snap) => {
+                    let st = snap.state.clone();
+                    drop(origins);
+                    drop(held.take());
+                    // As C's `dm_internal_suspend_fast()` of the origin
+                    // during a handover, but for the writes that need a
+                    // new copy of the snapshot handed over only.
+                    st.drain.wait_drained();
+                    continue 'again;
                 }
-                // The copy completed meanwhile: look again.
+                Pass::Full(snap) => {
+                    let throttle = snap.state.throttle.clone();
+                    drop(held.take());
+                    held = Some(throttle.wait_for_slot(move || drop(origins)));
+                    continue 'again;
+                }
             }
-            Pass::Drain(snap) => {
-                let st = snap.state.clone();
-                drop(origins);
-                drop(held.take());
-                // As C's `dm_internal_suspend_fast()` of the origin during
-                // a handover, but for the writes that need a new copy of
-                // the snapshot handed over only.
-                st.drain.wait_drained();
+            if last {
+                break;
             }
-            Pass::Full(snap) => {
-                let throttle = snap.state.throttle.clone();
-                drop(held.take());
-                held = Some(throttle.wait_for_slot(move || drop(origins)));
-            }
+            at = next;
         }
+        let Some((snap, at)) = wait_on else {
+            return bio;
+        };
+        let st = &snap.state;
+        let chunk = st.cfg.chunk.sector_to_chunk(at);
+        let mut inner = st.inner.lock();
+        if let Some(pe) = inner.pending.get_mut(chunk) {
+            if let Some(b) = bio.take() {
+                pe.origin_bios.push(b.into());
+            }
+            return None;
+        }
+        // The copy completed meanwhile: look again.
     }
 }
 
