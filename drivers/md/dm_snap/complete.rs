@@ -51,9 +51,24 @@ impl kcopyd::Completion for CopyJob {
         }
         // The copy (or the zeroing) is over: its throttle slot is free
         // again, whatever the commit still has to do (C: `copy_callback()`
-        // and `zero_callback()` end the copy first).
+        // and `zero_callback()` end the copy first). So are those of the
+        // copies of the chunks before it that the job covered, whose list
+        // is turned round on the way, for their commits to run in the
+        // order the COW chunks were allocated (see `Copies`).
+        let ok = !read_err && write_err & 1 == 0;
         drop(job.slot.take());
-        copy_ended(job, !read_err && write_err & 1 == 0);
+        let mut earlier = job.earlier.take();
+        let mut first = Some(job);
+        while let Some(mut j) = earlier {
+            earlier = j.earlier.take();
+            drop(j.slot.take());
+            j.earlier = first;
+            first = Some(j);
+        }
+        while let Some(mut j) = first {
+            first = j.earlier.take();
+            copy_ended(j, ok);
+        }
     }
 }
 

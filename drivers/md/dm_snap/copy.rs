@@ -14,6 +14,7 @@ use super::{
     throttle::Slot,
 };
 use kernel::{
+    alloc::Flags,
     bio::{BioSlot, OwnedBio},
     device_mapper::kcopyd::{self, PreparedCallback},
     mempool::{Mempool, PoolBox},
@@ -36,12 +37,21 @@ pub(crate) struct CopyJob {
     /// job's one read serves, its second destination on (see [`Copies`]):
     /// each completes in its own snapshot's kcopyd thread.
     pub(super) followers: [Option<PreparedCallback<CopyJob>>; kcopyd::MAX_REGIONS - 1],
+    /// The copies of the chunks before this one, of the same snapshot and
+    /// to the COW chunks before its own, that this job's copy covers too
+    /// (see [`Copies`]), the last of them first.
+    pub(super) earlier: Option<PoolBox<CopyJob>>,
 }
 
 impl CopyJob {
-    /// A job for `chunk` of `state`, from its pool (waits for an element
-    /// rather than fail, `GFP_NOIO`).
-    pub(super) fn alloc(state: &Arc<SnapState>, chunk: u64, zero: bool) -> Result<PoolBox<Self>> {
+    /// A job for `chunk` of `state`, from its pool (`GFP_NOIO` waits for
+    /// an element rather than fail).
+    pub(super) fn alloc(
+        state: &Arc<SnapState>,
+        chunk: u64,
+        zero: bool,
+        flags: Flags,
+    ) -> Result<PoolBox<Self>> {
         let job = CopyJob {
             state: state.clone(),
             chunk,
@@ -50,8 +60,9 @@ impl CopyJob {
             zero,
             slot: None,
             followers: Default::default(),
+            earlier: None,
         };
-        Mempool::alloc(&state.job_pool, job, GFP_NOIO)
+        Mempool::alloc(&state.job_pool, job, flags)
     }
 }
 
@@ -72,9 +83,17 @@ impl CopyJob {
 /// snapshot's thread, which would add up the COW devices' write
 /// latencies.
 ///
+/// The copies of consecutive chunks of one snapshot to consecutive COW
+/// chunks, as those of a write over several chunks usually are, go out
+/// as one kcopyd job too, the origin read and the COW write each as one
+/// (or as kcopyd's sub-jobs), each copy keeping its own commit. C starts
+/// one job per chunk, the origin write being split at every chunk.
+///
 /// Every copy added is started by [`Copies::start`], which runs when the
 /// value is dropped at the latest: a copy, once its pending exception is
-/// in, always starts.
+/// in, always starts. Its caller starts them before it waits for anything
+/// a copy's end may be needed for: a throttle slot, a handover, memory
+/// from the pools of copies it holds.
 pub(super) struct Copies<'a> {
     /// The first snapshot, whose client runs the job, and its copy job,
     /// whose followers are the others' in destination order.
@@ -85,6 +104,10 @@ pub(super) struct Copies<'a> {
     to: [Option<(&'a Snap, u64)>; kcopyd::MAX_REGIONS],
     n: usize,
 }
+
+/// The most sectors one job of [`Copies`] copies for consecutive chunks:
+/// 256 KiB, as much as an origin write spans with 4 KiB chunks.
+const MAX_COPY_SECTORS: u64 = 512;
 
 impl<'a> Copies<'a> {
     /// No copy yet.
@@ -99,9 +122,10 @@ impl<'a> Copies<'a> {
 
     /// Adds the copy of `job`'s chunk to COW chunk `new_chunk` of `snap`,
     /// which holds `slot`. It joins the job being built if it reads the
-    /// same origin range and there is room; otherwise that job starts and
-    /// this one begins the next. May sleep for memory (`GFP_NOIO`), as
-    /// the copy's allocation did.
+    /// same origin range and there is room, or if it copies the next
+    /// chunk to the next COW chunk of the job's only snapshot; otherwise
+    /// that job starts and this one begins the next. May sleep for memory
+    /// (`GFP_NOIO`), as the copy's allocation did.
     pub(super) fn add(
         &mut self,
         snap: &'a Snap,
@@ -112,6 +136,14 @@ impl<'a> Copies<'a> {
         job.slot = Some(slot);
         job.new_chunk = new_chunk;
         let from = snap.copy_range(job.chunk);
+        if self.extends(snap, &job, from) {
+            if let Some((_, last)) = self.lead.take() {
+                job.earlier = Some(last);
+            }
+            self.lead = Some((snap, job));
+            self.from.1 += from.1;
+            return;
+        }
         if self.lead.is_some() && (from != self.from || self.n == kcopyd::MAX_REGIONS) {
             self.start();
         }
@@ -139,6 +171,25 @@ impl<'a> Copies<'a> {
         }
         self.to[self.n] = Some((snap, new_chunk));
         self.n += 1;
+    }
+
+    /// Whether the copy of `job`, reading `from`, continues the job being
+    /// built: one snapshot's, its last copy that of the chunk before, to
+    /// the COW chunk before, its origin range ending where `from` begins
+    /// (so no copy in it was cut short by the origin's end), and short of
+    /// [`MAX_COPY_SECTORS`]. Only copies from the origin come here, none
+    /// with a bio to complete: zeroings and whole-chunk writes go to
+    /// kcopyd apart.
+    fn extends(&self, snap: &Snap, job: &CopyJob, from: (u64, u64)) -> bool {
+        let Some((lead_snap, last)) = self.lead.as_ref() else {
+            return false;
+        };
+        self.n == 1
+            && core::ptr::eq(*lead_snap, snap)
+            && last.chunk.checked_add(1) == Some(job.chunk)
+            && last.new_chunk.checked_add(1) == Some(job.new_chunk)
+            && self.from.0.checked_add(self.from.1) == Some(from.0)
+            && self.from.1 + from.1 <= MAX_COPY_SECTORS
     }
 
     /// Starts the job built so far, if any (C: `start_copy()`). Cannot
@@ -201,7 +252,7 @@ impl Snap {
         let to = self
             .cow
             .span(bio.sector(), u64::from(st.cfg.chunk.sectors()));
-        let Ok(mut job) = CopyJob::alloc(st, 0, true) else {
+        let Ok(mut job) = CopyJob::alloc(st, 0, true, GFP_NOIO) else {
             return bio.io_error();
         };
         job.slot = Some(slot);

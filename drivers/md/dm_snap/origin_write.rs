@@ -8,7 +8,8 @@
 //! `drivers/md/dm-snap.c`, with the throttle's `wait_for_in_progress()`.
 //! Unlike C, a write spanning several chunks is not split at each: it
 //! waits for all of their copies; and the copies one write starts share
-//! one read of the origin chunk ([`Copies`]).
+//! one read of the origin chunk, and one kcopyd job for one snapshot's
+//! consecutive chunks ([`Copies`]).
 //!
 //! Locks: the registry for reading, then one snapshot's `inner` at a time
 //! (the lock order is written at the top of `state.rs`). A writer that
@@ -26,6 +27,7 @@ use super::{
 use kernel::{
     bio::{Bio, OwnedBio},
     mempool::PoolBox,
+    prelude::*,
 };
 
 /// Whether an origin write may wait for the COW throttle.
@@ -52,9 +54,10 @@ enum Pass<'a> {
     Drain(&'a Snap),
 }
 
-/// One pass over the active snapshots of origin `dev`, starting a copy of
-/// the chunk at `sector` in each that lacks it (C: `__origin_write()`).
-/// A slot taken for a snapshot while waiting is in `held`.
+/// One pass over the active snapshots of origin `dev`, adding to `copies`
+/// a copy of the chunk at `sector` for each that lacks it (C:
+/// `__origin_write()`). A slot taken for a snapshot while waiting is in
+/// `held`. The caller starts the copies before it waits for anything.
 ///
 /// If the last snapshot is copying the chunk, or starts to, the write in
 /// `bio` waits for that copy, queued on it under the lock the pass holds
@@ -70,13 +73,10 @@ fn origin_pass<'a, B: Into<OwnedBio>>(
     limit: Limit,
     held: &mut Option<Slot>,
     bio: &mut Option<B>,
+    copies: &mut Copies<'a>,
 ) -> Pass<'a> {
     let mut wait_on = None;
     let mut queued = false;
-    // The copies started, one read of the origin for those of the same
-    // range; any not yet started when the pass returns start as it
-    // returns, after the snapshot lock is dropped.
-    let mut copies = Copies::new();
     let mut snaps = snaps_of(origins, dev).peekable();
     while let Some(snap) = snaps.next() {
         let last = snaps.peek().is_none();
@@ -112,7 +112,15 @@ fn origin_pass<'a, B: Into<OwnedBio>>(
             }
             let Some((mut pe, job)) = spare.take() else {
                 drop(inner);
-                let got = st.alloc_copy(chunk);
+                let got = match st.alloc_copy(chunk, GFP_NOWAIT) {
+                    Ok(got) => Ok(got),
+                    // The pools' elements may be in the copies not yet
+                    // started: they start before the pass waits for one.
+                    Err(_) => {
+                        copies.start();
+                        st.alloc_copy(chunk, GFP_NOIO)
+                    }
+                };
                 inner = st.inner.lock();
                 match got {
                     Ok(got) => spare = Some(got),
@@ -159,7 +167,6 @@ fn origin_pass<'a, B: Into<OwnedBio>>(
             copies.add(snap, job, slot, new_chunk);
         }
     }
-    copies.start();
     if queued {
         return Pass::Queued;
     }
@@ -208,6 +215,9 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
         // Chunk sizes are powers of two: each step ends on a multiple.
         let mask = u64::from(step.max(1)) - 1;
         let mut wait_on = None;
+        // The copies the passes start; those of consecutive chunks go out
+        // together.
+        let mut copies = Copies::new();
         let mut at = sector;
         loop {
             let next = (at | mask).saturating_add(1);
@@ -216,12 +226,14 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
             // pass after it may make it wait for the throttle.
             let mut none = None;
             let offer = if last { &mut bio } else { &mut none };
-            match origin_pass(&origins, dev, at, limit, &mut held, offer) {
+            match origin_pass(&origins, dev, at, limit, &mut held, offer, &mut copies) {
                 Pass::Done => {}
                 Pass::Queued => return None,
                 Pass::Wait(snap) => wait_on = Some((snap, at)),
                 Pass::Drain(snap) => {
                     let st = snap.state.clone();
+                    // Dropped, the copies start.
+                    drop(copies);
                     drop(origins);
                     drop(held.take());
                     // As C's `dm_internal_suspend_fast()` of the origin
@@ -232,6 +244,7 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
                 }
                 Pass::Full(snap) => {
                     let throttle = snap.state.throttle.clone();
+                    drop(copies);
                     drop(held.take());
                     held = Some(throttle.wait_for_slot(move || drop(origins)));
                     continue 'again;
@@ -242,6 +255,7 @@ pub(crate) fn do_origin<B: Into<OwnedBio> + core::ops::Deref<Target = Bio>>(
             }
             at = next;
         }
+        drop(copies);
         let Some((snap, at)) = wait_on else {
             return bio;
         };
@@ -279,6 +293,8 @@ pub(crate) fn origin_write_extent(
             break;
         };
         let mut held = None;
+        // Started as the pass returns.
+        let mut copies = Copies::new();
         if !matches!(
             origin_pass(
                 &origins,
@@ -286,7 +302,8 @@ pub(crate) fn origin_write_extent(
                 at,
                 Limit::Unthrottled,
                 &mut held,
-                &mut None::<OwnedBio>
+                &mut None::<OwnedBio>,
+                &mut copies
             ),
             Pass::Done
         ) {

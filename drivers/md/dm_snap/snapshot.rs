@@ -106,7 +106,7 @@ impl Snapshot {
             }
             let Some((mut pe, job)) = spare.take() else {
                 drop(inner);
-                match st.alloc_copy(chunk) {
+                match st.alloc_copy(chunk, GFP_NOIO) {
                     Ok(got) => spare = Some(got),
                     Err(_) => return MapResult::Requeue(bio),
                 }

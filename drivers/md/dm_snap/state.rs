@@ -66,7 +66,7 @@ use crate::dm_snap_core::{
 };
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{
-    alloc::fs_reclaim_scope,
+    alloc::{fs_reclaim_scope, Flags},
     bio::{Bio, BioList},
     device_mapper::{kcopyd, Device, TableEvent},
     mempool::{Mempool, PoolBox},
@@ -197,13 +197,15 @@ impl SnapState {
 
     /// A pending exception for `chunk` and the job that will copy it, both
     /// taken before either goes anywhere, so that a copy, once its pending
-    /// exception is in, always starts.
+    /// exception is in, always starts. `flags`: `GFP_NOIO`, which waits
+    /// for an element of the pools rather than fail, or `GFP_NOWAIT`.
     pub(super) fn alloc_copy(
         self: &Arc<Self>,
         chunk: u64,
+        flags: Flags,
     ) -> Result<(PoolBox<Pending>, PoolBox<CopyJob>)> {
-        let pe = Mempool::alloc(&self.pending_pool, Pending::new(chunk), GFP_NOIO)?;
-        Ok((pe, CopyJob::alloc(self, chunk, false)?))
+        let pe = Mempool::alloc(&self.pending_pool, Pending::new(chunk), flags)?;
+        Ok((pe, CopyJob::alloc(self, chunk, false, flags)?))
     }
 
     /// Marks the snapshot invalid (C: `__invalidate_snapshot()`): the
