@@ -11,7 +11,10 @@
 #                 chunks: every chunk copied, one commit per write
 #   origin-first  4 KiB random first writes, each chunk once, with
 #                 BENCH_PROFILE_SNAPS (1) snapshots
-# Output: "### units N", the chunks copied (each copy once per snapshot),
+#   snap-write    4 KiB random writes to the (first) snapshot, each chunk
+#                 once: whole-chunk writes that need no copy
+# Output: "### units N", the chunks copied (each copy once per snapshot;
+# snap-write: the chunks written),
 # by which the report divides; "### kallsyms" and /proc/kallsyms.
 
 set -euo pipefail
@@ -30,9 +33,11 @@ loop() { # loop NAME MIB
 	losetup --show -f "$W/$1.img"
 }
 
+dev=bp-origin
 case $wl in
 origin-seq) rw=write bs=256k ;;
 origin-first) rw=randwrite bs=4k ;;
+snap-write) rw=randwrite bs=4k dev=bp-snap1 ;;
 *) echo "unknown workload $wl" >&2; exit 2 ;;
 esac
 
@@ -48,7 +53,7 @@ for _ in $(seq "$ROUNDS"); do
 	# The origin splits its writes at the chunk size it learns at resume.
 	dmsetup suspend bp-origin
 	dmsetup resume bp-origin
-	fio --name=profile --filename=/dev/mapper/bp-origin --rw="$rw" --bs="$bs" \
+	fio --name=profile --filename="/dev/mapper/$dev" --rw="$rw" --bs="$bs" \
 		--direct=1 --ioengine=psync --size="${SIZE}M" \
 		--output-format=terse | cut -d';' -f 48,49 |
 		sed 's/^\([^;]*\);/fio: write KiB\/s \1, IOPS /'

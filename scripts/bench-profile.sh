@@ -13,7 +13,7 @@
 # scripts/bench-profile-guest.sh; scripts/bench-profile-report.py then
 # prints both tables side by side, largest differences first.
 #
-# BENCH_PROFILE_WL (origin-seq; or origin-first), BENCH_PROFILE_IMPLS
+# BENCH_PROFILE_WL (origin-seq; or origin-first, snap-write), BENCH_PROFILE_IMPLS
 # ("c rust"; base is BENCH_BASE_KO), BENCH_PROFILE_TOP (40 rows),
 # BENCH_PROFILE_SNAPS and BENCH_PROFILE_ROUNDS (the guest's), BENCH_SIZE
 # (MiB, 64). Counts are kept in ~/.cache/dm-snap-rs/profile/<date>/.
