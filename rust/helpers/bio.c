@@ -27,3 +27,8 @@ unsigned int rust_helper_bdev_logical_block_size(struct block_device *bdev)
 {
 	return bdev_logical_block_size(bdev);
 }
+
+unsigned int rust_helper_bdev_physical_block_size(struct block_device *bdev)
+{
+	return bdev_physical_block_size(bdev);
+}

@@ -174,6 +174,15 @@ impl Device {
         unsafe { bindings::bdev_logical_block_size(self.raw().bdev) }
     }
 
+    /// The physical block size of the device in bytes: the least it writes
+    /// without reading and writing back the rest of a block, a multiple of
+    /// [`Device::logical_block_size`].
+    #[inline]
+    pub fn physical_block_size(&self) -> u32 {
+        // SAFETY: `bdev` is valid while the device is open.
+        unsafe { bindings::bdev_physical_block_size(self.raw().bdev) }
+    }
+
     /// The device number (`dev_t`) of the block device.
     #[inline]
     pub fn dev_t(&self) -> u32 {

@@ -299,13 +299,37 @@ impl Client {
     /// Writes the start of `buf` to `region`, waiting for the result.
     #[inline]
     pub fn write(&self, region: &Region, buf: &VVec<u8>, mode: WriteMode) -> Result {
+        self.write_at(region, buf, 0, mode)
+    }
+
+    /// Writes `buf` from byte `offset` on to `region`, waiting for the
+    /// result: `EINVAL` if `buf` holds fewer bytes than `region` from there.
+    /// The device sees the memory's alignment: `offset` is a multiple of
+    /// its logical block size.
+    ///
+    /// # Examples
+    ///
+    /// ```ignore
+    /// // Only the second sector of `area` changed since it was written.
+    /// io.write_at(&cow.at(area_sector + 1, 1), &area, 512, WriteMode::FlushFua)?;
+    /// ```
+    pub fn write_at(
+        &self,
+        region: &Region,
+        buf: &VVec<u8>,
+        offset: usize,
+        mode: WriteMode,
+    ) -> Result {
         let mut opf = bindings::req_op_REQ_OP_WRITE | (1 << bindings::req_flag_bits___REQ_SYNC);
         if mode == WriteMode::FlushFua {
             opf |= (1 << bindings::req_flag_bits___REQ_PREFLUSH)
                 | (1 << bindings::req_flag_bits___REQ_FUA);
         }
+        // A tail of the vmalloc buffer is vmalloc memory too; `io` checks
+        // that it holds the region.
+        let tail = buf.get(offset..).ok_or(EINVAL)?;
         // dm-io only reads the buffer for a write.
-        self.io(opf, region, buf.as_ptr().cast_mut(), buf.len())
+        self.io(opf, region, tail.as_ptr().cast_mut(), tail.len())
     }
 }
 
