@@ -5,8 +5,8 @@
 
 use dm_snap_host::dm_snap_core::{
     chunk::ChunkSize,
-    commit::{Batch, CommitAction, Sequencer},
-    disk::{Layout, StoreState},
+    commit::{Batch, CommitAction, Dirty, Sequencer},
+    disk::{Layout, StoreState, EXCEPTION_SIZE},
 };
 
 // 8-sector chunks: 256 exceptions per 4 KiB area.
@@ -121,4 +121,76 @@ fn sequencer_releases_in_allocation_order() {
     assert!(s.is_next(3));
     assert_eq!(s.complete(), 4);
     assert_eq!(s.outstanding(), 0);
+}
+
+#[test]
+fn a_clean_area_is_written_whole() {
+    assert!(Dirty::CLEAN.is_clean());
+    assert_eq!(Dirty::CLEAN.span(4096, 512), 0..4096);
+}
+
+#[test]
+fn a_write_covers_the_blocks_of_what_was_added() {
+    let mut d = Dirty::CLEAN;
+    d.add(0);
+    assert!(!d.is_clean());
+    assert_eq!(d.span(4096, 512), 0..512);
+    // Exceptions 31 and 32 straddle the first two sectors.
+    let mut d = Dirty::CLEAN;
+    d.add(32);
+    d.add(31);
+    assert_eq!(d.span(4096, 512), 0..1024);
+    // The last exception of the area.
+    let mut d = Dirty::CLEAN;
+    d.add(255);
+    assert_eq!(d.span(4096, 512), 3584..4096);
+    // A batch in the middle of a 64 KiB area, 4 KiB physical blocks.
+    let mut d = Dirty::CLEAN;
+    for i in 300..=600 {
+        d.add(i);
+    }
+    assert_eq!(d.span(65536, 4096), 4096..12288);
+}
+
+#[test]
+fn odd_blocks_and_indices_write_the_whole_area() {
+    let mut d = Dirty::CLEAN;
+    d.add(3);
+    // Blocks as large as the area, larger, or not a power of two.
+    assert_eq!(d.span(4096, 4096), 0..4096);
+    assert_eq!(d.span(512, 4096), 0..512);
+    assert_eq!(d.span(4096, 0), 0..4096);
+    assert_eq!(d.span(4096, 1536), 0..4096);
+    // An index past the area, or past any area.
+    let mut d = Dirty::CLEAN;
+    d.add(256);
+    assert_eq!(d.span(4096, 512), 0..4096);
+    let mut d = Dirty::CLEAN;
+    d.add(u64::MAX);
+    assert_eq!(d.span(4096, 512), 0..4096);
+}
+
+#[test]
+fn a_span_is_aligned_and_holds_every_exception_added() {
+    // Every pair of indices of a 2 KiB area, blocks of 512 and 1024.
+    for a in 0..128u64 {
+        for b in a..128u64 {
+            for block in [512usize, 1024] {
+                let mut d = Dirty::CLEAN;
+                d.add(b);
+                d.add(a);
+                let r = d.span(2048, block);
+                assert_eq!(r.start % block, 0);
+                assert_eq!(r.end % block, 0);
+                assert!(r.end <= 2048);
+                for i in [a, b] {
+                    let at = i as usize * EXCEPTION_SIZE;
+                    assert!(r.start <= at && at + EXCEPTION_SIZE <= r.end);
+                }
+                // No block more than needed.
+                assert!(r.start + block > a as usize * EXCEPTION_SIZE);
+                assert!(r.end < (b as usize + 1) * EXCEPTION_SIZE + block);
+            }
+        }
+    }
 }

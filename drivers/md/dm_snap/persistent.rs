@@ -13,6 +13,7 @@
 use super::exceptions::{ExceptionTable, Insert};
 use crate::dm_snap_core::{
     chunk::ChunkSize,
+    commit::Dirty,
     disk::{
         check_header, DiskException, Header, HeaderState, Layout, Loader, MetadataError,
         StoreState, DEFAULT_CHUNK_SECTORS, SNAP_MAGIC,
@@ -162,6 +163,11 @@ pub(crate) struct Metadata {
     layout: Layout,
     /// The area being filled, as it is to be on disk.
     area: VVec<u8>,
+    /// What of `area` the area on disk does not hold yet.
+    dirty: Dirty,
+    /// The COW device's physical block size in bytes: what an area write
+    /// writes at least (see [`Dirty`]).
+    block: usize,
     /// Zeroes, for a fresh area on disk.
     zeroes: VVec<u8>,
     /// The chunks of the exceptions added since the last area write, in
@@ -206,13 +212,15 @@ fn chunk_buf(chunk: ChunkSize) -> Result<VVec<u8>, LoadError> {
 }
 
 impl Metadata {
-    fn new(io: dm_io::Client, cow: Region, layout: Layout) -> Result<Self, LoadError> {
+    fn new(io: dm_io::Client, cow: &Device, layout: Layout) -> Result<Self, LoadError> {
         let per_area = layout.exceptions_per_area() as usize;
         Ok(Self {
             io,
-            cow,
+            cow: cow.region(0, cow.sectors()),
             layout,
             area: chunk_buf(layout.chunk())?,
+            dirty: Dirty::CLEAN,
+            block: cow.physical_block_size() as usize,
             zeroes: chunk_buf(layout.chunk())?,
             batched: VVec::from_elem(0u64, per_area, GFP_KERNEL).map_err(|_| LoadError::NoMem)?,
         })
@@ -225,6 +233,7 @@ impl Metadata {
 
     /// Points the metadata I/O at `cow`, of `cow_sectors`: the COW device
     /// of the table the store was handed over to (possibly grown since).
+    /// It is the same device, so its block size is the same.
     pub(crate) fn rebind(&mut self, cow: Region, cow_sectors: u64) {
         self.cow = cow;
         self.layout = Layout::new(self.layout.chunk(), cow_sectors);
@@ -248,7 +257,13 @@ impl Metadata {
     /// remembers its chunk as the `nth` batched since the last write.
     pub(crate) fn add(&mut self, index: u64, nth: u64, e: DiskException) {
         // The indices come from `Batch::commit`, below exceptions_per_area.
-        let _ = self.layout.write_exception(&mut self.area, index, e);
+        if self
+            .layout
+            .write_exception(&mut self.area, index, e)
+            .is_ok()
+        {
+            self.dirty.add(index);
+        }
         if let Some(slot) = self.batched.as_mut_slice().get_mut(nth as usize) {
             *slot = e.old_chunk;
         }
@@ -258,24 +273,32 @@ impl Metadata {
     /// disk if the area is full (C: the tail of
     /// `persistent_commit_exception()`). Returns whether the exceptions in
     /// it are durable; the area in memory starts afresh after a full one.
+    ///
+    /// Only the blocks of the exceptions added since the last write go to
+    /// the device ([`Dirty`]); C writes the whole chunk. The flush before
+    /// them makes the copies they name durable first, as in C.
     pub(crate) fn write_area(&mut self, area: u64, next: Option<u64>, valid: bool) -> bool {
         let mut ok = valid;
         if let Some(n) = next {
             ok = ok && self.zero_area(n).is_ok();
         }
         if ok {
+            let span = self.dirty.span(self.area.len(), self.block);
             ok = self.layout.area_location(area).is_some_and(|c| {
-                write_chunk(
-                    &self.io,
-                    &self.cow,
-                    &self.layout,
-                    c,
-                    &self.area,
-                    WriteMode::FlushFua,
-                )
-                .is_ok()
+                let at = self.layout.chunk().first_sector(c) + (span.start as u64 >> 9);
+                let sectors = (span.end - span.start) as u64 >> 9;
+                self.io
+                    .write_at(
+                        &self.cow.at(at, sectors),
+                        &self.area,
+                        span.start,
+                        WriteMode::FlushFua,
+                    )
+                    .is_ok()
             });
         }
+        // Written, or the snapshot is invalid and writes no more.
+        self.dirty = Dirty::CLEAN;
         if next.is_some() {
             self.area.as_mut_slice().fill(0);
         }
@@ -304,6 +327,8 @@ impl Metadata {
                             .at(self.layout.chunk().first_sector(chunk), sectors),
                         &mut self.area,
                     )?;
+                    // The area in memory is now the one on disk.
+                    self.dirty = Dirty::CLEAN;
                     merge::stepped_back(state, &self.layout);
                 }
             }
@@ -328,6 +353,7 @@ impl Metadata {
             &self.area,
             WriteMode::FlushFua,
         )?;
+        self.dirty = Dirty::CLEAN;
         merge::merged(state, &self.layout, n);
         Ok(())
     }
@@ -412,12 +438,11 @@ pub(crate) fn load(
 ) -> Result<Loaded, LoadError> {
     let io = dm_io::Client::new().map_err(|_| LoadError::NoMem)?;
     let cow_sectors = cow.sectors();
-    let whole = cow.region(0, cow_sectors);
     let (first, state) = read_header(&io, cow, table_chunk, block)?;
     match state {
         HeaderState::New => {
             let layout = Layout::new(first, cow_sectors);
-            let meta = Metadata::new(io, whole, layout)?;
+            let meta = Metadata::new(io, cow, layout)?;
             header.write_valid().map_err(LoadError::Io)?;
             meta.zero_area(0).map_err(LoadError::Io)?;
             Ok(Loaded {
@@ -431,7 +456,7 @@ pub(crate) fn load(
         }
         HeaderState::Existing { chunk, valid } => {
             let layout = Layout::new(chunk, cow_sectors);
-            let mut meta = Metadata::new(io, whole, layout)?;
+            let mut meta = Metadata::new(io, cow, layout)?;
             let mut complete = ExceptionTable::new(chunk.sector_to_chunk(cow_sectors))
                 .map_err(|_| LoadError::NoMem)?;
             if !valid {

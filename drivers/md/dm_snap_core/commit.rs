@@ -13,7 +13,8 @@
 //! order their exceptions were allocated, so the metadata never names a
 //! chunk whose allocation precedes one that is not yet on disk.
 
-use super::disk::{Layout, StoreState};
+use super::disk::{Layout, StoreState, EXCEPTION_SIZE};
+use core::ops::Range;
 
 /// What the store does after adding an exception to its area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,70 @@ impl Batch {
     /// exceptions to call back, and forgets them.
     pub fn written(&mut self) -> u64 {
         core::mem::take(&mut self.batched)
+    }
+}
+
+/// The bytes of the area in memory that the area on disk does not hold
+/// yet: those of the exceptions added since the last write.
+///
+/// A write of the area writes the blocks that hold them and leaves the
+/// others, whose bytes on disk are already those in memory; C writes the
+/// whole area, one chunk, each time. The bytes on disk afterwards are the
+/// same. The blocks are the device's physical blocks, which it writes
+/// without reading back the rest of one, so a crash in the middle of a
+/// write cannot tear an exception committed before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dirty {
+    start: usize,
+    end: usize,
+}
+
+impl Dirty {
+    /// Nothing added since the last write.
+    pub const CLEAN: Dirty = Dirty {
+        start: usize::MAX,
+        end: 0,
+    };
+
+    /// Whether nothing was added since the last write.
+    pub fn is_clean(&self) -> bool {
+        self.start >= self.end
+    }
+
+    /// Exception `index` of the area was written in memory.
+    pub fn add(&mut self, index: u64) {
+        let Some(start) = usize::try_from(index)
+            .ok()
+            .and_then(|i| i.checked_mul(EXCEPTION_SIZE))
+        else {
+            // No area has such an index; a write covers the whole area.
+            *self = Dirty {
+                start: 0,
+                end: usize::MAX,
+            };
+            return;
+        };
+        self.start = self.start.min(start);
+        self.end = self.end.max(start.saturating_add(EXCEPTION_SIZE));
+    }
+
+    /// The bytes of an area of `area_len` bytes that a write covers: the
+    /// blocks of `block` bytes that hold what was added, or the whole
+    /// area when nothing was, when `block` is not a power of two that
+    /// divides the area, or when what was added reaches past it.
+    pub fn span(&self, area_len: usize, block: usize) -> Range<usize> {
+        let whole = 0..area_len;
+        if self.is_clean()
+            || !block.is_power_of_two()
+            || area_len % block != 0
+            || self.end > area_len
+        {
+            return whole;
+        }
+        let start = self.start & !(block - 1);
+        // `end` is at most `area_len`, a multiple of `block`: no overflow.
+        let end = (self.end + block - 1) & !(block - 1);
+        start..end
     }
 }
 
