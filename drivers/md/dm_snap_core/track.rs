@@ -78,9 +78,9 @@ pub enum Track {
 /// The reads in flight of one snapshot, per chunk.
 pub struct TrackTable {
     slots: [AtomicU64; SLOTS],
-    /// The slots not empty: raised after a slot is claimed, lowered after
-    /// it is emptied, so never below the slots whose reads were counted
-    /// before the caller's lock (see [`TrackTable::chunk_busy`]).
+    /// At least the slots not empty: raised before a slot is claimed,
+    /// lowered after it is emptied, so never below them at any instant
+    /// (see [`TrackTable::chunk_busy`]).
     used: AtomicU64,
     overflow: AtomicU64,
 }
@@ -140,14 +140,19 @@ impl TrackTable {
             } else {
                 return false;
             };
+            // INVARIANT: `used` is raised before an empty slot is claimed,
+            // and given back if the claim fails.
+            if word == 0 {
+                self.used.fetch_add(1, Ordering::AcqRel);
+            }
             match slot.compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed) {
-                Ok(_) => {
+                Ok(_) => return true,
+                Err(w) => {
                     if word == 0 {
-                        self.used.fetch_add(1, Ordering::AcqRel);
+                        self.used.fetch_sub(1, Ordering::AcqRel);
                     }
-                    return true;
+                    word = w;
                 }
-                Err(w) => word = w,
             }
         }
     }
@@ -184,10 +189,11 @@ impl TrackTable {
     /// those are looked at (a completion asks this for every exception),
     /// and none when every slot is empty.
     ///
-    /// The reads that matter were counted under the caller's lock before it
-    /// made the chunk's exception complete: their slots' claims, and the
-    /// raise of `used` that follows each, were made before that lock was
-    /// released, so `used` counts them.
+    /// Exact for every read whose [`TrackTable::track`] returned before
+    /// this call: its slot holds its count, and `used` was raised before
+    /// the slot was claimed, so `used` is not zero while it is counted. A
+    /// caller needs no lock for that (a completion asks after it made the
+    /// chunk's exception complete, which reads tracked later will see).
     pub fn chunk_busy(&self, chunk: u64) -> bool {
         let Some(tag) = tag_of(chunk) else {
             return false;
@@ -216,8 +222,8 @@ impl TrackTable {
         u8::from(old & EPOCH != 0)
     }
 
-    /// The slots in use, empty or not yet emptied ones excluded: 0 once
-    /// every read counted in a slot has completed.
+    /// The slots in use, and those a read is claiming: 0 once every read
+    /// counted in a slot has completed.
     pub fn slots_used(&self) -> u64 {
         self.used.load(Ordering::Acquire)
     }
