@@ -49,6 +49,13 @@ impl Drain {
     }
 
     /// Whether no exception is pending.
+    ///
+    /// An exception is counted from before its chunk can be complete (it
+    /// joins the pending table first) until after it left the table, with
+    /// release and acquire ordering: whoever found a chunk complete and
+    /// then finds no exception pending comes after that chunk's exception
+    /// left the table, and after the snapshot reads it waited for
+    /// (`origin_pass()` skips the snapshot lock on this).
     pub(crate) fn is_idle(&self) -> bool {
         self.pending.load(Ordering::Acquire) == 0
     }

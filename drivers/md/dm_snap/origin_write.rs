@@ -87,6 +87,19 @@ fn origin_pass<'a, B: Into<OwnedBio>>(
             continue;
         }
         let chunk = st.cfg.chunk.sector_to_chunk(sector);
+        // A chunk copied already, with no copy pending in this snapshot at
+        // all: nothing to do here, and no need for `inner`, so rewrites
+        // from several CPUs do not queue on it (C looks up under
+        // `down_read(&s->lock)` and its tables' bucket locks).
+        //
+        // The order matters. An exception is pending, and counted, from
+        // before its chunk becomes complete until after the snapshot reads
+        // it drains have ended; the write must wait for it in that span.
+        // The count is read after the lookup found the chunk complete, so
+        // it counts that exception unless it is gone, reads drained.
+        if st.complete.read().contains(chunk) && st.drain.is_idle() {
+            continue;
+        }
         let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = None;
         let mut inner = st.inner.lock();
         let started = loop {
