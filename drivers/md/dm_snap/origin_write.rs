@@ -97,10 +97,19 @@ fn origin_pass<'a, B: Into<OwnedBio>>(
         // it drains have ended; the write must wait for it in that span.
         // The count is read after the lookup found the chunk complete, so
         // it counts that exception unless it is gone, reads drained.
-        if st.complete.read().contains(chunk) && st.drain.is_idle() {
+        let complete = st.complete.read().contains(chunk);
+        if complete && st.drain.is_idle() {
             continue;
         }
-        let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = None;
+        // A chunk not copied yet most likely needs a copy: its pending
+        // exception and job are taken before `inner`, which is then taken
+        // once, not dropped for them and taken again (given back unused
+        // if another write started the copy meanwhile).
+        let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = if complete {
+            None
+        } else {
+            st.alloc_copy(chunk, GFP_NOWAIT).ok()
+        };
         let mut inner = st.inner.lock();
         let started = loop {
             if !st.valid() {

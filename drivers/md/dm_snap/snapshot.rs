@@ -83,7 +83,12 @@ impl Snapshot {
     fn map_write(&self, mut bio: MapBio, chunk: u64, data: &mut SnapBio) -> MapResult {
         let snap = &*self.snap;
         let st = &snap.state;
-        let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = None;
+        // The chunk had no exception a moment ago: its pending exception
+        // and job are taken before the snapshot lock, so that the lock is
+        // taken once, not dropped for them and taken again (given back if
+        // another write started the chunk's exception meanwhile).
+        let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> =
+            st.alloc_copy(chunk, GFP_NOWAIT).ok();
         // A slot of the COW throttle, taken once a new copy is needed; it
         // goes back by itself on every way out that starts no copy.
         let mut slot: Option<Slot> = None;
