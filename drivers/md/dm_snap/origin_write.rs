@@ -104,8 +104,9 @@ fn origin_pass<'a, B: Into<OwnedBio>>(
         // A chunk not copied yet most likely needs a copy: its pending
         // exception and job are taken before `inner`, which is then taken
         // once, not dropped for them and taken again (given back unused
-        // if another write started the copy meanwhile).
-        let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = if complete {
+        // if another write started the copy meanwhile). An invalid
+        // snapshot copies nothing: nothing is taken for it.
+        let mut spare: Option<(PoolBox<Pending>, PoolBox<CopyJob>)> = if complete || !st.valid() {
             None
         } else {
             st.alloc_copy(chunk, GFP_NOWAIT).ok()
