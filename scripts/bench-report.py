@@ -125,7 +125,10 @@ def throttle_table(rows, out, shortfalls):
                "copies read a slow origin region; `rewrite` writes chunks copied "
                "before (no copy needed), `follow` writes a chunk whose copy is in "
                "flight. write-delay: the COW device's writes are delayed 10 ms; "
-               "`control` is a plain loop device under the same load. Latencies: "
+               "`control` is a plain loop device under the same load; dm-delay polls "
+               "for such delays, so the vCPU is busy throughout and `sat` is the "
+               "copying writers' share of it, less what the paced writers take; "
+               "write-delay-alone is the same without the paced rewrites. Latencies: "
                "lower is better; `sat` is the saturating writers' IOPS.\n")
     out.append("| workload | figure | C | ours | ours/C |")
     out.append("|---|---|---|---|---|")

@@ -109,7 +109,7 @@ p50, p99 = (rw["clat_ns"]["percentile"][k] / 1e6 for k in ("50.000000", "99.0000
 fl = [x * 1e3 for x in pair["follow"]]
 lag = [x * 1e3 for x in pair["lag"]]
 sat_iops = sum(j["write"]["iops"] for j in jobs if j["jobname"] == "saturate")
-print(f"{impl:5s} rewrite p50 {p50:7.2f} ms p99 {p99:7.2f} ms ({rw['total_ios']} writes)"
+print(f"{impl:5s} read-delay: rewrite p50 {p50:7.2f} ms p99 {p99:7.2f} ms ({rw['total_ios']} writes)"
       f"  follow p50 {pct(fl, 50):7.2f} ms p99 {pct(fl, 99):7.2f} ms ({len(fl)} writes,"
       f" {pair['missed']} missed; after lead p50 {pct(lag, 50):.2f} p99 {pct(lag, 99):.2f} ms)"
       f"  saturating {sat_iops:6.1f} IOPS  max copies in flight {inflight}"
@@ -138,12 +138,24 @@ PY
 # without the target.
 # Reported: p50/p99 of the paced writers, and the rewrites' p99 less the
 # control's.
+# dm-delay holds writes of less than 50 ms in a kthread that polls while it
+# holds any, so the one vCPU is busy throughout: the saturating writers'
+# IOPS is then their share of the CPU, less what the paced writers take,
+# and a target that lets the rewrites through (ours: 200 IOPS) leaves less
+# to its copiers than one that holds them behind the copies (C). The
+# write-delay-alone workload runs the same without the rewrites: the
+# throttle's own pace, its copies in flight given by dm-delay's status.
 WRITE_DELAY=${BENCH_WRITE_DELAY:-10}
 WRITERS=${BENCH_WRITERS:-12}
+# The paced rewrites' rate (write-delay-alone leaves them out).
+REWRITE_IOPS=${BENCH_REWRITE_IOPS:-200}
 
-one_write_delay() { # one_write_delay IMPL
-	local impl=$1 mod base cow ctl origin
+one_write_delay() { # one_write_delay IMPL REWRITE_IOPS (0: none, workload write-delay-alone)
+	local impl=$1 mod base cow ctl origin rewrite=() wl=throttle-write-delay-alone
 	mod=$(load "$impl")
+	[ "$2" = 0 ] || wl=throttle-write-delay rewrite=(--name=rewrite --filename=/dev/mapper/bench-origin
+		--numjobs=1 --rw=randwrite --bs=4k --direct=1 --ioengine=psync --offset=0
+		--size=16M --rate_iops="$2" --time_based --runtime="$SECS")
 	truncate -s 272M "$W/base.img"
 	truncate -s 300M "$W/cow.img"
 	truncate -s 16M "$W/ctl.img"
@@ -160,35 +172,65 @@ one_write_delay() { # one_write_delay IMPL
 	dmsetup resume bench-origin
 	# Copy the first 16 MiB: their rewrites need no copy.
 	dd if=/dev/zero of="$origin" bs=1M count=16 oflag=direct status=none
+	# Sample the copies in flight every 100 ms as dm-delay counts them: the
+	# COW writes it holds (its status's second figure; /sys/block/*/inflight
+	# counts a bio only once dm-delay has let it go). Each copy is one
+	# write held there for WRITE_DELAY ms; the same measure for both.
+	local sampler
+	python3 - "$W/wd-inflight" <<-'PY' &
+	import signal, subprocess, sys, time
+	out = sys.argv[1]
+	mx = total = n = 0
+	def done(*_):
+	    open(out, "w").write(f"{mx} {total} {n}\n")
+	    sys.exit(0)
+	signal.signal(signal.SIGTERM, done)
+	while True:
+	    st = subprocess.run(["dmsetup", "status", "bench-dcow"], capture_output=True,
+	                        text=True).stdout.split()
+	    w = int(st[4]) if len(st) > 4 else 0
+	    mx, total, n = max(mx, w), total + w, n + 1
+	    time.sleep(0.1)
+	PY
+	sampler=$!
 	fio --output-format=json --output="$W/fio-wd-$impl.json" \
 		--name=saturate --filename="$origin" --numjobs="$WRITERS" --rw=randwrite --bs=4k \
 		--direct=1 --ioengine=psync --offset=16M --size=240M --time_based --runtime="$SECS" \
-		--name=rewrite --filename="$origin" --numjobs=1 --rw=randwrite --bs=4k \
-		--direct=1 --ioengine=psync --offset=0 --size=16M --rate_iops=200 \
-		--time_based --runtime="$SECS" \
+		"${rewrite[@]}" \
 		--name=control --filename="$ctl" --numjobs=1 --rw=randwrite --bs=4k \
 		--direct=1 --ioengine=psync --rate_iops=200 --time_based --runtime="$SECS" \
 		--name=origin-dev --filename="$base" --numjobs=1 --rw=randwrite --bs=4k \
 		--direct=1 --ioengine=psync --offset=256M --size=16M --rate_iops=200 \
 		--time_based --runtime="$SECS" > /dev/null
-	python3 - "$W/fio-wd-$impl.json" "$impl" <<'PY'
+	kill "$sampler"
+	wait "$sampler" 2>/dev/null || true
+	local stats=
+	[ "$impl" = c ] || stats=$(dmsetup message bench-snap 0 stats 2>/dev/null || true)
+	python3 - "$W/fio-wd-$impl.json" "$impl" "$(cat "$W/wd-inflight")" "$stats" "$wl" <<'PY'
 import json, sys
-path, impl = sys.argv[1:3]
+path, impl, inflight, stats, wl = sys.argv[1:6]
+imax, isum, n = (int(x) for x in inflight.split())
 jobs = json.load(open(path))["jobs"]
 def lat(name):
-    w = [j["write"] for j in jobs if j["jobname"] == name][0]
+    w = ([j["write"] for j in jobs if j["jobname"] == name]
+         or [{"clat_ns": {"percentile": {"50.000000": 0, "99.000000": 0}}, "total_ios": 0}])[0]
     p = w["clat_ns"]["percentile"]
     return p["50.000000"] / 1e6, p["99.000000"] / 1e6, w["total_ios"]
 r50, r99, rn = lat("rewrite")
 c50, c99, cn = lat("control")
 o50, o99, on = lat("origin-dev")
 sat = sum(j["write"]["iops"] for j in jobs if j["jobname"] == "saturate")
-print(f"{impl:5s} rewrite p50 {r50:7.2f} ms p99 {r99:7.2f} ms ({rn} writes)"
-      f"  control p50 {c50:7.2f} ms p99 {c99:7.2f} ms ({cn} writes)"
+print(f"{impl:5s} {wl[len('throttle-'):]}:"
+      + (f" rewrite p50 {r50:7.2f} ms p99 {r99:7.2f} ms ({rn} writes)" if rn else "")
+      + f"  control p50 {c50:7.2f} ms p99 {c99:7.2f} ms ({cn} writes)"
       f"  origin device p50 {o50:7.2f} ms p99 {o99:7.2f} ms ({on} writes)"
-      f"  rewrite p99 less control {r99 - c99:7.2f} ms  saturating {sat:6.1f} IOPS")
-print(f"bench mode=icount impl={impl} wl=throttle-write-delay rewrite_p99_ms={r99:.3f}"
-      f" control_p99_ms={c99:.3f} sat_iops={sat:.1f}")
+      + (f"  rewrite p99 less control {r99 - c99:7.2f} ms" if rn else "")
+      + f"  saturating {sat:6.1f} IOPS"
+      f"  copies in flight: mean {isum / max(n, 1):.2f}, max {imax} ({n} samples)"
+      + (f"  [{stats}]" if stats else ""))
+print(f"bench mode=icount impl={impl} wl={wl}"
+      + (f" rewrite_p99_ms={r99:.3f}" if rn else "")
+      + f" control_p99_ms={c99:.3f} sat_iops={sat:.1f}")
 PY
 	dmsetup remove bench-snap
 	dmsetup remove bench-origin bench-dcow
@@ -197,9 +239,19 @@ PY
 	rmmod "$mod"
 }
 
-echo "COW throttle benchmark: threshold $THRESHOLD, ${SECS}s, origin read delay ${READ_DELAY} ms (S) / 20 ms (L), chunk 16 KiB"
-one c
-one rust
-echo "COW writes delayed ${WRITE_DELAY} ms: threshold $THRESHOLD, $WRITERS copying writers, rewrites at 200 IOPS, ${SECS}s, chunk 16 KiB"
-one_write_delay c
-one_write_delay rust
+WORKLOADS=" ${BENCH_THROTTLE_WORKLOADS:-read-delay write-delay write-delay-alone} "
+case $WORKLOADS in *" read-delay "*)
+	echo "COW throttle benchmark: threshold $THRESHOLD, ${SECS}s, origin read delay ${READ_DELAY} ms (S) / 20 ms (L), chunk 16 KiB"
+	one c
+	one rust
+esac
+case $WORKLOADS in *" write-delay "*)
+	echo "COW writes delayed ${WRITE_DELAY} ms: threshold $THRESHOLD, $WRITERS copying writers, rewrites at $REWRITE_IOPS IOPS, ${SECS}s, chunk 16 KiB"
+	one_write_delay c "$REWRITE_IOPS"
+	one_write_delay rust "$REWRITE_IOPS"
+esac
+case $WORKLOADS in *" write-delay-alone "*)
+	echo "COW writes delayed ${WRITE_DELAY} ms, the copying writers alone: threshold $THRESHOLD, $WRITERS copying writers, ${SECS}s, chunk 16 KiB"
+	one_write_delay c 0
+	one_write_delay rust 0
+esac
