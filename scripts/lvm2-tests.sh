@@ -67,6 +67,10 @@ if [ "${1:-}" = guest ]; then
 		echo "### $s"
 		mkdir -p "$out/$s"
 		rc=0
+		# TEST_DIR, TEST_DEV and QA_CHECK_FS: fstests' (and LTP's) leave
+		# for mkfs.xfs to make the small filesystems of the scripts
+		# (xfsprogs 5.19 and later refuse those under 300 MB otherwise).
+		TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 \
 		LVM_TEST_DIR=/run/lvm2-test ./lib/runner --testdir . --outdir "$out/$s" \
 			--flavours ndev-vanilla --only "shell/$s.sh" --verbose \
 			--timeout "${LVM2_TIMEOUT:-600}" || rc=$?
@@ -180,7 +184,8 @@ fi
 "$TOP/scripts/setup.sh"
 . "$TOP/scripts/lib.sh"
 
-BUILD_DEBS=(libaio-dev libblkid-dev libudev-dev libedit-dev pkg-config dpkg-dev gcc make)
+# xfsprogs: for the scripts' own use in the guest (integrity's mkfs.xfs).
+BUILD_DEBS=(libaio-dev libblkid-dev libudev-dev libedit-dev pkg-config dpkg-dev gcc make xfsprogs)
 missing=()
 for p in "${BUILD_DEBS[@]}"; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
